@@ -164,8 +164,8 @@ struct segbus_client_stats {
 };
 /* Fill *stats. Thread-safe (each counter is read atomically; together they are a near-
  * consistent snapshot). 0 or -EINVAL. */
-SEGBUS_API int segbus_client_stats(const segbus_client_t *client,
-                                   struct segbus_client_stats *stats);
+SEGBUS_API int segbus_client_get_stats(const segbus_client_t *client,
+                                       struct segbus_client_stats *stats);
 
 /* The socket path the client used (or would use, with opts), e.g. for messages. Never NULL;
  * owned by the client/options. */
