@@ -210,7 +210,7 @@ SEGBUS_API int segbus_producer_set_full_policy(segbus_producer_t *p, int policy,
 SEGBUS_API size_t segbus_producer_max_payload(const segbus_producer_t *p);
 
 /* Copy the counters into *st. Errors: -EINVAL. Thread-safe (counters are read one by one). */
-SEGBUS_API int segbus_producer_stats(const segbus_producer_t *p, segbus_producer_stats_t *st);
+SEGBUS_API int segbus_producer_get_stats(const segbus_producer_t *p, segbus_producer_stats_t *st);
 
 /* Text name of a drop reason ("full_error", "full_drop", ...), for logs and metrics. */
 SEGBUS_API const char *segbus_drop_reason_name(segbus_drop_reason_t reason);
