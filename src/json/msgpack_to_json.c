@@ -1,6 +1,7 @@
 /* msgpack_to_json.c: writes one msgpack value as JSON text (RFC 8259), reading with mp_reader. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -141,10 +142,12 @@ static int put_base64(struct sb_buf *out, const uint8_t *s, size_t n)
     return 0;
 }
 
-static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth);
+static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth, bool in_key);
 
-/* A map key that is not a string: its JSON text, as a string. */
-static int put_key(struct sb_mp_reader *r, struct sb_buf *out, int depth)
+/* A map key that is not a string: its JSON text, as a string. Inside such a key, keys that are
+ * not strings are written as bare JSON text: quoting them too would escape the escapes once per
+ * level and grow the output exponentially with the nesting. */
+static int put_key(struct sb_mp_reader *r, struct sb_buf *out, int depth, bool in_key)
 {
     struct sb_mp_item it;
     if (sb_mp_peek(r, &it) < 0)
@@ -153,8 +156,10 @@ static int put_key(struct sb_mp_reader *r, struct sb_buf *out, int depth)
         sb_mp_next(r, &it);
         return put_string(out, it.v.str.ptr, it.v.str.len);
     }
+    if (in_key)
+        return put_value(r, out, depth, true);
     struct sb_buf tmp = SB_BUF_INIT;
-    int rc = put_value(r, &tmp, depth);
+    int rc = put_value(r, &tmp, depth, true);
     if (rc == 0)
         rc = put_string(out, tmp.data, tmp.len);
     sb_buf_free(&tmp);
@@ -166,7 +171,7 @@ static int put_number_text(struct sb_buf *out, const char *s, size_t n)
     return sb_buf_append(out, s, n) < 0 ? -ENOMEM : 0;
 }
 
-static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth)
+static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth, bool in_key)
 {
     struct sb_mp_item it;
     char num[32];
@@ -209,12 +214,12 @@ static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth)
             if (k && sb_buf_append(out, ",", 1) < 0)
                 return -ENOMEM;
             if (map) {
-                if ((rc = put_key(r, out, depth + 1)) < 0)
+                if ((rc = put_key(r, out, depth + 1, in_key)) < 0)
                     return rc;
                 if (sb_buf_append(out, ":", 1) < 0)
                     return -ENOMEM;
             }
-            if ((rc = put_value(r, out, depth + 1)) < 0)
+            if ((rc = put_value(r, out, depth + 1, in_key)) < 0)
                 return rc;
         }
         return sb_buf_append(out, map ? "}" : "]", 1) < 0 ? -ENOMEM : 0;
@@ -228,7 +233,7 @@ int sb_msgpack_to_json(const uint8_t *data, size_t len, size_t *consumed, struct
     struct sb_mp_reader r;
     size_t mark = out->len;
     sb_mp_reader_init(&r, data, len);
-    int rc = put_value(&r, out, 0);
+    int rc = put_value(&r, out, 0, false);
     if (rc < 0) {
         out->len = mark; /* leave nothing half-written */
         return rc;

@@ -318,6 +318,19 @@ TEST(Json, WriterHandlesBinExtAndOddKeys)
                                              "a\x01"));
 }
 
+TEST(Json, KeysInsideKeysStayLinear)
+{
+    // 60 levels of maps whose key is the next map: quoting every level would double the
+    // backslashes each time (2^60 bytes).
+    std::string mp = std::string(60, '\x81') + std::string(61, '\xc0');
+    int rc = -1;
+    std::string j = to_json(mp, &rc);
+    ASSERT_EQ(0, rc);
+    EXPECT_LT(j.size(), 2000u);
+    EXPECT_EQ(0, sb_json_locate(j.data(), j.size(), nullptr)) << j;
+    EXPECT_EQ("{\"{{null:null}:null}\":null}", to_json("\x81\x81\x81\xc0\xc0\xc0\xc0"));
+}
+
 TEST(Json, WriterRefusesMalformedAndKeepsOutputClean)
 {
     const std::string bad[] = {
