@@ -539,7 +539,7 @@ static int parse_strlist(struct ctx *c, yaml_node_t *node, struct sb_str_list *o
     }
     for (it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++) {
         yaml_node_t *item = node_at(c, *it);
-        const char *s;
+        const char *s = NULL;
         int rc = visit(c, item, path, depth + 1);
         if (!rc)
             rc = get_scalar(c, item, path, &s);
@@ -610,7 +610,7 @@ static int flatten(struct ctx *c, yaml_node_t *node, struct sb_kv_list *l, const
     }
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
          p++) {
-        const char *k;
+        const char *k = NULL;
         rc = get_scalar(c, node_at(c, p->key), path, &k);
         if (rc)
             return rc;
@@ -742,7 +742,7 @@ static int walk_map(struct ctx *c, yaml_node_t *node, const struct field *table,
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
          p++) {
         yaml_node_t *kn = node_at(c, p->key), *vn = node_at(c, p->value);
-        const char *k;
+        const char *k = NULL;
         char sub[256];
         int i;
 
@@ -790,7 +790,7 @@ static int parse_ids(struct ctx *c, yaml_node_t *node, const char *path, bool gr
     for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
          it++) {
         yaml_node_t *item = node_at(c, *it);
-        const char *s;
+        const char *s = NULL;
         uint64_t v;
         int rc = get_scalar(c, item, path, &s);
         if (rc) {
@@ -881,7 +881,7 @@ static int parse_write_keys(struct ctx *c, yaml_node_t *node, void *base, const 
             for (yaml_node_pair_t *p = item->data.mapping.pairs.start;
                  p < item->data.mapping.pairs.top; p++) {
                 yaml_node_t *kn = node_at(c, p->key), *vn = node_at(c, p->value);
-                const char *k, *v;
+                const char *k = NULL, *v = NULL;
                 char sub[256];
                 if ((rc = get_scalar(c, kn, path, &k)))
                     return rc;
@@ -920,7 +920,7 @@ static int parse_write_keys(struct ctx *c, yaml_node_t *node, void *base, const 
 static int parse_endpoint_field(struct ctx *c, yaml_node_t *node, void *base, const char *path)
 {
     struct sb_output_config *out = base;
-    const char *s;
+    const char *s = NULL;
     int rc = get_scalar(c, node, path, &s);
 
     if (rc)
@@ -1172,7 +1172,7 @@ static int parse_outputs(struct ctx *c, yaml_node_t *node)
          it++, i++) {
         yaml_node_t *item = node_at(c, *it), *tn;
         struct sb_output_config *o = &cfg->outputs[cfg->n_outputs];
-        const char *t;
+        const char *t = NULL;
         char path[64];
         int type = -1, rc;
 
