@@ -543,7 +543,7 @@ static int parse_strlist(struct ctx *c, yaml_node_t *node, struct sb_str_list *o
         int rc = visit(c, item, path, depth + 1);
         if (!rc)
             rc = get_scalar(c, item, path, &s);
-        if (!rc && !*s)
+        if (!rc && (!s || !*s))
             rc = fail(c, item, path, "empty name in list");
         if (!rc && !(l.items[l.n] = strdup(s)))
             rc = oom(c);
