@@ -10,7 +10,7 @@
 #include "common/buf.h"
 #include "event/event.h"
 #include "event/mpw.h"
-#include "event/json_weak.h"
+#include "json/json.h"
 
 /* Which optional fields each type takes, beyond the common ones. */
 enum {
@@ -97,8 +97,8 @@ int sb_event_cfg_context(struct sb_event_cfg *cfg, const uint8_t *ctx, size_t le
     uint8_t *o = s;
     uint32_t kept = 0;
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *k = e, *v = sb_mp_skip(e, end);
-        const uint8_t *next = v ? sb_mp_skip(v, end) : NULL;
+        const uint8_t *k = e, *v = sb_event_skip(e, end);
+        const uint8_t *next = v ? sb_event_skip(v, end) : NULL;
         if (!next) {
             free(s);
             return -EINVAL;
@@ -167,8 +167,6 @@ static int is_map_byte(uint8_t b)
 static int json_object_at(const char *field, const char *json, size_t len, uint8_t **p,
                           uint8_t *end)
 {
-    if (!SB_JSON_AVAILABLE())
-        return sb_err(-ENOSYS, "%s: JSON text input is not built in", field);
     struct jsink s = {*p, end, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &s, jsink_write);
@@ -279,18 +277,18 @@ static int context_write(const struct sb_event_cfg *cfg, struct payload *pl, str
         }
         const uint8_t *e = cfg->ctx_entries, *eend = e ? e + cfg->ctx_entries_len : NULL;
         for (uint32_t i = 0; i < cfg->ctx_count; i++) {
-            const uint8_t *k = e, *v = sb_mp_skip(e, eend), *next = sb_mp_skip(v, eend);
+            const uint8_t *k = e, *v = sb_event_skip(e, eend), *next = sb_event_skip(v, eend);
             int overridden = 0;
             const uint8_t *c = ce;
             for (uint32_t j = 0; j < cn && c; j++) {
-                const uint8_t *cv = sb_mp_skip(c, cend);
+                const uint8_t *cv = sb_event_skip(c, cend);
                 if (!cv)
                     break;
                 if (cv - c == v - k && memcmp(c, k, (size_t)(v - k)) == 0) {
                     overridden = 1;
                     break;
                 }
-                c = sb_mp_skip(cv, cend);
+                c = sb_event_skip(cv, cend);
             }
             if (!overridden) {
                 if (pass == 0) {
@@ -306,8 +304,8 @@ static int context_write(const struct sb_event_cfg *cfg, struct payload *pl, str
         }
         const uint8_t *c = ce;
         for (uint32_t j = 0; j < cn; j++) {
-            const uint8_t *cv = sb_mp_skip(c, cend);
-            const uint8_t *next = cv ? sb_mp_skip(cv, cend) : NULL;
+            const uint8_t *cv = sb_event_skip(c, cend);
+            const uint8_t *next = cv ? sb_event_skip(cv, cend) : NULL;
             if (!next)
                 return sb_err(-EINVAL, "context: malformed");
             if (!key_is_library(c, cv)) {

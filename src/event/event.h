@@ -82,7 +82,7 @@ __attribute__((format(printf, 2, 3))) int sb_err(int err, const char *fmt, ...);
 
 /* Skip one msgpack value in [p, end); the next position or NULL if malformed/truncated or
  * nested deeper than 64. */
-const uint8_t *sb_mp_skip(const uint8_t *p, const uint8_t *end);
+const uint8_t *sb_event_skip(const uint8_t *p, const uint8_t *end);
 
 /* Internal view of a builder, for the encoder. */
 struct sb_map_view {

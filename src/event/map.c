@@ -10,7 +10,7 @@
 #include "common/buf.h"
 #include "event/event.h"
 #include "event/mpw.h"
-#include "event/json_weak.h"
+#include "json/json.h"
 
 #define SB_MAP_DEPTH 32
 
@@ -236,8 +236,6 @@ SEGBUS_API int segbus_map_add_json(segbus_map_t *m, const char *key, const char 
         return map_fail(m, key, -EINVAL, "JSON text is NULL");
     if (len == SIZE_MAX)
         len = strlen(json);
-    if (!SB_JSON_AVAILABLE())
-        return map_fail(m, key, -ENOSYS, "JSON text input is not built in");
     size_t before = m->buf.len;
     int rc = map_key(m, key, 0);
     if (rc)

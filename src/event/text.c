@@ -226,7 +226,7 @@ done:
     return p;
 }
 
-const uint8_t *sb_mp_skip(const uint8_t *p, const uint8_t *end)
+const uint8_t *sb_event_skip(const uint8_t *p, const uint8_t *end)
 {
     return skip_depth(p, end, 0);
 }

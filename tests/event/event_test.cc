@@ -659,3 +659,110 @@ TEST(Event, BuilderMisuse)
 }
 
 } // namespace
+
+namespace
+{
+
+TEST(EventJson, JsonTextGivesTheSameBytesAsTheBuilder)
+{
+    const char *json = "{\"order_id\":\"ORD-2024-12345\",\"total\":129.98,\"subtotal\":119.98,"
+                       "\"tax\":10.40,\"shipping\":5.99,\"discount\":6.39,\"coupon\":\"SAVE10\","
+                       "\"currency\":\"USD\",\"products\":[{\"product_id\":\"SKU-12345\","
+                       "\"name\":\"Premium Widget\",\"price\":49.99,\"quantity\":1,"
+                       "\"category\":\"Widgets\",\"brand\":\"Acme\"},{\"product_id\":"
+                       "\"SKU-67890\",\"name\":\"Deluxe Gadget\",\"price\":79.99,\"quantity\":1,"
+                       "\"category\":\"Gadgets\",\"brand\":\"Acme\"}]}";
+    segbus_map_t *p = segbus_map_new();
+    order_completed(p);
+    segbus_message_t m = SEGBUS_MESSAGE_INIT;
+    m.user_id = "USR-12345";
+    m.event = "Order Completed";
+    m.message_id = "m1";
+    m.timestamp = "2026-11-28T14:13:30.123Z";
+    m.properties = p;
+    const uint8_t *out;
+    size_t len;
+    ASSERT_EQ(sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr), 0);
+    std::vector<uint8_t> a(out, out + len);
+    m.properties = nullptr;
+    m.properties_json = json;
+    ASSERT_EQ(sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr), 0)
+        << segbus_last_error();
+    std::vector<uint8_t> b(out, out + len);
+    EXPECT_EQ(a, b);
+    segbus_map_free(p);
+}
+
+TEST(EventJson, JsonErrorsSayWhere)
+{
+    segbus_message_t m = SEGBUS_MESSAGE_INIT;
+    m.user_id = "u";
+    m.event = "E";
+    struct {
+        const char *json;
+        int want;
+        const char *detail;
+    } cases[] = {
+        {"{\"a\": 1, \"b\": tru}", -SEGBUS_EJSON, "properties: invalid JSON at byte "},
+        {"{\"a\": 1", -SEGBUS_EJSON, "properties: invalid JSON at byte"},
+        {"[1, 2]", -SEGBUS_ENOTOBJECT, "properties: must be a JSON object"},
+        {"\"str\"", -SEGBUS_ENOTOBJECT, "properties: must be a JSON object"},
+        {"{\"a\": \"x\xff\"}", -SEGBUS_EUTF8, "properties: invalid UTF-8 at byte"},
+        {"", -SEGBUS_EJSON, "properties: invalid JSON"},
+    };
+    for (auto &c : cases) {
+        m.properties_json = c.json;
+        const uint8_t *out = nullptr;
+        size_t len = 0;
+        EXPECT_EQ(sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr), c.want)
+            << c.json << ": " << segbus_last_error();
+        EXPECT_EQ(out, nullptr);
+        EXPECT_EQ(std::string(segbus_last_error()).rfind(c.detail, 0), 0u)
+            << c.json << " -> " << segbus_last_error();
+    }
+    // The offset is the first bad byte.
+    m.properties_json = "{\"a\": 1, \"b\": @}";
+    const uint8_t *out;
+    size_t len;
+    EXPECT_EQ(sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr), -SEGBUS_EJSON);
+    EXPECT_NE(std::string(segbus_last_error()).find("at byte 14"), std::string::npos)
+        << segbus_last_error();
+    // Context and integrations name themselves.
+    m.properties_json = nullptr;
+    m.context_json = "{\"ip\": }";
+    EXPECT_EQ(sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr), -SEGBUS_EJSON);
+    EXPECT_EQ(std::string(segbus_last_error()).rfind("context: invalid JSON at byte 7", 0), 0u)
+        << segbus_last_error();
+    m.context_json = nullptr;
+    m.integrations_json = "{\"All\": false";
+    EXPECT_EQ(sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr), -SEGBUS_EJSON);
+    EXPECT_EQ(std::string(segbus_last_error()).rfind("integrations: invalid JSON", 0), 0u)
+        << segbus_last_error();
+}
+
+TEST(EventJson, ContextJsonMergesAndBuilderAddJson)
+{
+    segbus_message_t m = SEGBUS_MESSAGE_INIT;
+    m.anonymous_id = "a";
+    m.name = "Home";
+    m.context_json = "{\"page\": {\"path\": \"/\"}, \"library\": {\"name\": \"x\"}}";
+    m.integrations_json = "{\"All\": true, \"Salesforce\": false}";
+    Decoded d = encode(SEGBUS_PAGE, m);
+    EXPECT_EQ(d.fields["context"], kLib.substr(0, kLib.size() - 1) + ",\"page\":{\"path\":\"/\"}}");
+    EXPECT_EQ(d.fields["integrations"], "{\"All\":true,\"Salesforce\":false}");
+
+    segbus_map_t *b = segbus_map_new();
+    EXPECT_EQ(segbus_map_add_json(b, "tags", "[\"a\", 2, null, {\"x\": -1.5}]", SIZE_MAX), 0);
+    EXPECT_EQ(segbus_map_add_json(b, "bad", "[1,", SIZE_MAX), -SEGBUS_EJSON);
+    const char *detail;
+    segbus_map_error(b, &detail);
+    EXPECT_EQ(std::string(detail).rfind("bad: invalid JSON at byte 3", 0), 0u) << detail;
+    segbus_map_reset(b);
+    EXPECT_EQ(segbus_map_add_json(b, "tags", "[\"a\", 2, null, {\"x\": -1.5}]", SIZE_MAX), 0);
+    m.properties = b;
+    d = encode(SEGBUS_PAGE, m);
+    EXPECT_EQ(d.fields["properties"], "{\"tags\":[\"a\",2,null,{\"x\":-1.5}]}");
+    segbus_map_free(b);
+}
+
+} // namespace
