@@ -8,11 +8,13 @@
 /* Remember the classes whose instances the converter recognises (decimal.Decimal, uuid.UUID,
  * enum.Enum). Called once by segbus/__init__.py. */
 PyObject *sbpy_setup(PyObject *decimal_type, PyObject *uuid_type, PyObject *enum_type);
-/* (bytes or None, [warning, ...] or None): value converted to msgpack as an event field would be. */
+/* (bytes or None, [warning, ...] or None): value converted to msgpack as an event field would be.
+ */
 PyObject *sbpy_pack(PyObject *value, int strict);
 /* Values dropped as unserialisable since import, over all clients. */
 unsigned long long sbpy_dropped(void);
 
+#ifdef SBB_HAVE_CLIENT
 /* Remember the helpers the event calls use: fmt_timestamp(datetime) -> str (analytics-python's
  * timezone guess and millisecond isoformat), warn(list of str) (logs dropped values). */
 PyObject *sbpy_client_setup(PyObject *fmt_timestamp, PyObject *warn);
@@ -36,5 +38,6 @@ PyObject *sbpy_send(PyObject *client, int type, int flags, long long sync_timeou
                     PyObject *user_id, PyObject *anonymous_id, PyObject *a, PyObject *b,
                     PyObject *body, PyObject *context, PyObject *timestamp, PyObject *integrations,
                     PyObject *message_id);
+#endif
 
 #endif

@@ -105,7 +105,8 @@ PyObject *sbpy_client_setup(PyObject *fmt_timestamp, PyObject *warn)
     Py_XSETREF(fmt_timestamp_fn, fmt_timestamp);
     Py_XSETREF(warn_fn, warn);
     if (!k_type) {
-        static const char *names[7] = {NULL, "track", "identify", "page", "screen", "group", "alias"};
+        static const char *names[7] = {NULL,     "track", "identify", "page",
+                                       "screen", "group", "alias"};
         for (int i = 1; i < 7; i++)
             if (!(type_names[i] = intern(names[i])))
                 return NULL;
@@ -200,9 +201,9 @@ PyObject *sbpy_client_open(PyObject *socket, PyObject *write_key, int policy, lo
         }
         cl->strict = strict;
         if (connect) {
-        Py_BEGIN_ALLOW_THREADS /* registration talks to the daemon over its socket */
-        rc = segbus_client_open(&cl->c, o);
-        Py_END_ALLOW_THREADS
+            Py_BEGIN_ALLOW_THREADS /* registration talks to the daemon over its socket */
+                rc = segbus_client_open(&cl->c, o);
+            Py_END_ALLOW_THREADS
         }
     }
     segbus_options_free(o);
@@ -236,7 +237,7 @@ PyObject *sbpy_flush(PyObject *cap, long long timeout_ms)
     int rc = -SEGBUS_ENODAEMON;
     if (cl->c) {
         Py_BEGIN_ALLOW_THREADS /* a flush waits for the daemon: let other threads run */
-        rc = segbus_flush(cl->c, timeout_ms);
+            rc = segbus_flush(cl->c, timeout_ms);
         Py_END_ALLOW_THREADS
     }
     return PyLong_FromLong(rc);
@@ -442,9 +443,9 @@ static PyObject *str_or_none(const char *s)
 
 enum { F_SEND = 1, F_SYNC = 2 };
 
-PyObject *sbpy_send(PyObject *cap, int type, int flags, long long sync_timeout_ms, PyObject *user_id,
-                    PyObject *anonymous_id, PyObject *a, PyObject *b, PyObject *body,
-                    PyObject *context, PyObject *timestamp, PyObject *integrations,
+PyObject *sbpy_send(PyObject *cap, int type, int flags, long long sync_timeout_ms,
+                    PyObject *user_id, PyObject *anonymous_id, PyObject *a, PyObject *b,
+                    PyObject *body, PyObject *context, PyObject *timestamp, PyObject *integrations,
                     PyObject *message_id)
 {
     struct sbpy_client *cl = client_of(cap);
@@ -530,7 +531,8 @@ PyObject *sbpy_send(PyObject *cap, int type, int flags, long long sync_timeout_m
     }
     if (type != SEGBUS_ALIAS && dict_arg(body_name, body, &body_d) < 0)
         goto out;
-    if (dict_arg("context", context, &ctx_d) < 0 || dict_arg("integrations", integrations, &int_d) < 0)
+    if (dict_arg("context", context, &ctx_d) < 0 ||
+        dict_arg("integrations", integrations, &int_d) < 0)
         goto out;
 
     /* timestamp: a datetime as analytics-python formats it, or RFC 3339 text */
@@ -638,16 +640,15 @@ PyObject *sbpy_send(PyObject *cap, int type, int flags, long long sync_timeout_m
     if (success && (flags & F_SEND) && (flags & F_SYNC)) {
         int frc;
         Py_BEGIN_ALLOW_THREADS /* waiting for the daemon to take the event */
-        frc = segbus_flush(cl->c, sync_timeout_ms);
-        Py_END_ALLOW_THREADS
-        success = frc == 0;
+            frc = segbus_flush(cl->c, sync_timeout_ms);
+        Py_END_ALLOW_THREADS success = frc == 0;
     }
 
     /* the message as sent, in analytics-python's shape */
     if (!(msg = PyDict_New()))
         goto out;
-    PyObject *ctx_sent = ctx_d ? as_sent(ctx_d, s->buf.data + ctx_off, ctx_len, ctx_drops != 0)
-                               : PyDict_New();
+    PyObject *ctx_sent =
+        ctx_d ? as_sent(ctx_d, s->buf.data + ctx_off, ctx_len, ctx_drops != 0) : PyDict_New();
     if (ctx_sent && ctx_d && ctx_drops == 0) { /* a copy: the caller's dict is not touched */
         PyObject *copy = PyDict_Copy(ctx_sent);
         Py_DECREF(ctx_sent);

@@ -83,8 +83,8 @@ static int conv_drop(struct sbpy_conv *cv, PyObject *value, const char *why)
     PyObject *path = conv_path(cv);
     if (!path)
         return -1;
-    PyObject *text = PyUnicode_FromFormat("%U: %s (value of type %s)", path, why,
-                                          Py_TYPE(value)->tp_name);
+    PyObject *text =
+        PyUnicode_FromFormat("%U: %s (value of type %s)", path, why, Py_TYPE(value)->tp_name);
     Py_DECREF(path);
     if (!text)
         return -1;
