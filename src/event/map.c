@@ -152,7 +152,7 @@ static int map_key_slow(segbus_map_t *m, const char *key, size_t klen, unsigned 
     if (key) {
         uint8_t *p = m->buf.data + m->buf.len;
         size_t h = mpw_str_hdr_to(p, klen);
-        memcpy(p + h, key, klen);
+        mpw_copy(p + h, key, klen);
         m->buf.len += h + klen;
     }
     return 0;
@@ -173,7 +173,7 @@ static inline int map_key(segbus_map_t *m, const char *key, size_t value_max)
     if (key) {
         uint8_t *p = m->buf.data + m->buf.len;
         size_t h = mpw_str_hdr_to(p, klen);
-        memcpy(p + h, key, klen);
+        mpw_copy(p + h, key, klen);
         m->buf.len += h + klen;
     }
     return 0;
@@ -201,7 +201,7 @@ SEGBUS_API int segbus_map_add_strn(segbus_map_t *m, const char *key, const char 
         return rc;
     uint8_t *p = m->buf.data + m->buf.len;
     size_t h = mpw_str_hdr_to(p, len);
-    memcpy(p + h, v, len);
+    mpw_copy(p + h, v, len);
     m->buf.len += h + len;
     map_counted(m);
     return 0;
@@ -209,7 +209,22 @@ SEGBUS_API int segbus_map_add_strn(segbus_map_t *m, const char *key, const char 
 
 SEGBUS_API int segbus_map_add_str(segbus_map_t *m, const char *key, const char *v)
 {
-    return segbus_map_add_strn(m, key, v, v ? strlen(v) : 0);
+    if (!v || !m)
+        return segbus_map_add_strn(m, key, v, 0);
+    /* One pass for length and ASCII-ness: most values are short ASCII. */
+    unsigned high;
+    size_t len = key_scan(v, &high);
+    if (high)
+        return segbus_map_add_strn(m, key, v, len);
+    int rc = map_key(m, key, len + 5);
+    if (rc)
+        return rc;
+    uint8_t *p = m->buf.data + m->buf.len;
+    size_t h = mpw_str_hdr_to(p, len);
+    mpw_copy(p + h, v, len);
+    m->buf.len += h + len;
+    map_counted(m);
+    return 0;
 }
 
 SEGBUS_API int segbus_map_add_int(segbus_map_t *m, const char *key, int64_t v)
