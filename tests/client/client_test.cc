@@ -32,11 +32,13 @@ struct Client {
         EXPECT_EQ(segbus_options_set_socket(o, path.c_str()), 0);
         EXPECT_EQ(segbus_options_set_standalone(o, 0), 0);
         EXPECT_EQ(segbus_options_set_full_policy(o, (enum segbus_full_policy)policy, block_ms), 0);
-        if (write_key)
+        if (write_key) {
             EXPECT_EQ(segbus_options_set_write_key(o, write_key), 0);
-        if (ctx_json)
+        }
+        if (ctx_json) {
             EXPECT_EQ(segbus_options_set_context_json(o, ctx_json, SIZE_MAX), 0)
                 << segbus_last_error();
+        }
         rc = segbus_client_open(&c, o);
         EXPECT_EQ(rc, 0) << segbus_last_error();
         segbus_options_free(o);

@@ -116,8 +116,9 @@ TEST(ClientConcurrency, ThreadsAndForkedProcesses)
         ASSERT_NE(at, std::string::npos);
         long seq = strtol(props.c_str() + at + 6, nullptr, 10);
         auto it = last_seq.find(who);
-        if (it != last_seq.end())
+        if (it != last_seq.end()) {
             EXPECT_GT(seq, it->second) << who;
+        }
         last_seq[who] = seq;
         producers.insert(g.producer);
     }
