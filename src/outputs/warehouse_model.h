@@ -120,6 +120,9 @@ bool sb_wh_coerce(struct sb_wh_value *v, enum sb_wh_type t, char *buf);
 /* Check that data holds exactly one well-formed msgpack value nested at most `depth` deep,
  * whose container counts fit in the bytes present (so no parser allocates for a lying count). */
 bool sb_wh_mp_check(const uint8_t *data, size_t len, unsigned depth);
+/* The length of the well-formed msgpack value at the start of data (checked as above), or 0.
+ * Frames a stream of values without trusting any count in it. */
+size_t sb_wh_mp_next(const uint8_t *data, size_t len, unsigned depth);
 
 /* Now as canonical UTC text. */
 void sb_wh_now(char out[32]);

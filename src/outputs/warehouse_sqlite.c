@@ -25,13 +25,22 @@ struct sq_wh {
     struct sb_wh_map stmts;  /* table + column list -> sqlite3_stmt* */
     struct sb_buf sql, sig;
     char (*cbuf)[40]; /* per-field scratch for coerced text */
-    uint8_t *keep;    /* per-field: stored (1) or dropped at the column cap (0) */
+    uint8_t *keep;    /* per-field: its column's enum sb_wh_type, or DROPPED (column cap) */
     size_t fcap;
     struct sb_warehouse_stats *st;
 };
 
 /* Statements cached at most; past it they are all finalized (column sets that churn). */
 #define SQ_STMT_CACHE 512
+#define DROPPED 0xff
+
+/* A cached insert for one table and one list of fields, with each field's column type, so a
+ * row whose shape was seen before needs no catalogue lookups at all. */
+struct sq_stmt {
+    sqlite3_stmt *st;
+    size_t n;
+    uint8_t types[];
+};
 
 static int sq_errno(int rc)
 {
@@ -74,7 +83,9 @@ static void table_free(void *p)
 
 static void stmt_free(void *p)
 {
-    sqlite3_finalize(p);
+    struct sq_stmt *e = p;
+    sqlite3_finalize(e->st);
+    free(e);
 }
 
 /* Append "name" as a quoted identifier. Names are [a-z0-9_] by construction (sb_wh_ident);
@@ -167,8 +178,8 @@ static int table_get(struct sq_wh *w, const char *name, struct sq_table **out)
     return 0;
 }
 
-/* Make sure every field of the row has its column (creating the table or adding columns),
- * coerce values to their column's type and mark fields past the column cap. */
+/* Make sure every field of the row has its column (creating the table or adding columns) and
+ * note each field's column type in w->keep (DROPPED past the column cap). */
 static int ensure_columns(struct sq_wh *w, const struct sb_wh_row *row, struct sq_table *t)
 {
     struct sb_wh_field *f = row->fields;
@@ -194,7 +205,7 @@ static int ensure_columns(struct sq_wh *w, const struct sb_wh_row *row, struct s
             rc = rc ? rc : sb_wh_map_put(&t->cols, name, strlen(name), (void *)(uintptr_t)ty);
             t->ncols++;
         }
-        rc = rc ? rc : sb_buf_append(&w->sql, ")", 2); /* with the NUL */
+        rc = rc ? rc : sb_buf_append(&w->sql, ") WITHOUT ROWID", 16); /* with the NUL */
         if (rc)
             return rc;
         if ((rc = sq_exec(w, (const char *)w->sql.data, "creating a table")))
@@ -204,11 +215,10 @@ static int ensure_columns(struct sq_wh *w, const struct sb_wh_row *row, struct s
     }
     for (size_t i = 0; i < row->nfields; i++) {
         void *have = sb_wh_map_get(&t->cols, f[i].name, f[i].name_len);
-        w->keep[i] = 1;
+        w->keep[i] = have ? (uint8_t)(uintptr_t)have : (uint8_t)f[i].v.type;
         if (!have) {
             if (t->ncols >= w->model.opt.max_columns) {
-                w->keep[i] = 0;
-                w->st->fields_dropped++;
+                w->keep[i] = DROPPED;
                 continue;
             }
             sb_buf_clear(&w->sql);
@@ -228,32 +238,28 @@ static int ensure_columns(struct sq_wh *w, const struct sb_wh_row *row, struct s
                 return -ENOMEM;
             t->ncols++;
             w->st->columns_added++;
-            continue;
         }
-        enum sb_wh_type ty = (enum sb_wh_type)(uintptr_t)have;
-        if (!sb_wh_coerce(&f[i].v, ty, w->cbuf[i]))
-            w->st->fields_dropped++;
     }
     return 0;
 }
 
-/* The prepared statement for this table and column list, from the cache or made now. */
-static int stmt_get(struct sq_wh *w, const struct sb_wh_row *row, sqlite3_stmt **out)
+/* The signature of a row's shape: table, insert or upsert, every field name. */
+static int row_sig(struct sq_wh *w, const struct sb_wh_row *row)
 {
-    const struct sb_wh_field *f = row->fields;
     sb_buf_clear(&w->sig);
     int rc = sb_buf_append_str(&w->sig, row->table);
     rc = rc ? rc : sb_buf_append(&w->sig, row->upsert ? "\001" : "\002", 1);
     for (size_t i = 0; !rc && i < row->nfields; i++)
-        if (w->keep[i])
-            rc = sb_buf_append(&w->sig, f[i].name, (size_t)f[i].name_len + 1);
-    if (rc)
-        return rc;
-    sqlite3_stmt *st = sb_wh_map_get(&w->stmts, (const char *)w->sig.data, w->sig.len);
-    if (st) {
-        *out = st;
-        return 0;
-    }
+        rc = sb_buf_append(&w->sig, row->fields[i].name, (size_t)row->fields[i].name_len + 1);
+    return rc;
+}
+
+/* Prepare the insert for this row's shape (columns already ensured) and cache it. */
+static int stmt_make(struct sq_wh *w, const struct sb_wh_row *row, struct sq_stmt **out)
+{
+    const struct sb_wh_field *f = row->fields;
+    int rc;
+    sqlite3_stmt *st = NULL;
     if (w->stmts.count >= SQ_STMT_CACHE)
         sb_wh_map_clear(&w->stmts, stmt_free);
 
@@ -264,7 +270,7 @@ static int stmt_get(struct sq_wh *w, const struct sb_wh_row *row, sqlite3_stmt *
     rc = rc ? rc : sb_buf_append_str(q, " (");
     size_t n = 0;
     for (size_t i = 0; !rc && i < row->nfields; i++) {
-        if (!w->keep[i])
+        if (w->keep[i] == DROPPED)
             continue;
         rc = n++ ? sb_buf_append_str(q, ",") : 0;
         rc = rc ? rc : put_ident(q, f[i].name);
@@ -281,7 +287,8 @@ static int stmt_get(struct sq_wh *w, const struct sb_wh_row *row, sqlite3_stmt *
                                   "\"users\".\"received_at\" THEN excluded.\"received_at\" ELSE "
                                   "\"users\".\"received_at\" END");
         for (size_t i = 0; !rc && i < row->nfields; i++) {
-            if (!w->keep[i] || !strcmp(f[i].name, "id") || !strcmp(f[i].name, "received_at"))
+            if (w->keep[i] == DROPPED || !strcmp(f[i].name, "id") ||
+                !strcmp(f[i].name, "received_at"))
                 continue;
             char col[SB_WH_NAME_MAX + 8];
             snprintf(col, sizeof(col), "\"%s\"", f[i].name);
@@ -301,11 +308,16 @@ static int stmt_get(struct sq_wh *w, const struct sb_wh_row *row, sqlite3_stmt *
                             &st, NULL);
     if (rc != SQLITE_OK)
         return sq_fail(w, rc, "preparing an insert");
-    if (sb_wh_map_put(&w->stmts, (const char *)w->sig.data, w->sig.len, st)) {
+    struct sq_stmt *e = malloc(sizeof(*e) + row->nfields);
+    if (!e || sb_wh_map_put(&w->stmts, (const char *)w->sig.data, w->sig.len, e)) {
+        free(e);
         sqlite3_finalize(st);
         return -ENOMEM;
     }
-    *out = st;
+    e->st = st;
+    e->n = row->nfields;
+    memcpy(e->types, w->keep, row->nfields);
+    *out = e;
     return 0;
 }
 
@@ -323,20 +335,29 @@ static int row_load(struct sq_wh *w, const struct sb_wh_row *row, bool *inserted
         w->keep = kp;
         w->fcap = ncap;
     }
-    struct sq_table *t = NULL;
-    int rc = table_get(w, row->table, &t);
-    if (rc || !t)
-        return rc ? rc : -EIO;
-    rc = ensure_columns(w, row, t);
-    sqlite3_stmt *st = NULL;
-    if (!rc)
-        rc = stmt_get(w, row, &st);
+    int rc = row_sig(w, row);
     if (rc)
         return rc;
+    struct sq_stmt *e = sb_wh_map_get(&w->stmts, (const char *)w->sig.data, w->sig.len);
+    if (!e) {
+        struct sq_table *t = NULL;
+        rc = table_get(w, row->table, &t);
+        if (rc || !t)
+            return rc ? rc : -EIO;
+        if ((rc = ensure_columns(w, row, t)) || (rc = stmt_make(w, row, &e)))
+            return rc;
+    }
+    if (!e)
+        return -EIO;
+    sqlite3_stmt *st = e->st;
     int p = 1;
     for (size_t i = 0; i < row->nfields; i++) {
-        if (!w->keep[i])
+        if (e->types[i] == DROPPED) {
+            w->st->fields_dropped++;
             continue;
+        }
+        if (!sb_wh_coerce(&row->fields[i].v, (enum sb_wh_type)e->types[i], w->cbuf[i]))
+            w->st->fields_dropped++;
         const struct sb_wh_value *v = &row->fields[i].v;
         switch (v->type) {
         case SB_WH_NULL:
@@ -473,7 +494,8 @@ int sb_warehouse_sqlite_open(struct sb_warehouse **out, const char *path,
      * that returned 0 survives a power cut; that is when the output acknowledges the batch. */
     char sql[200];
     snprintf(sql, sizeof(sql),
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-16384;",
+             "PRAGMA page_size=8192; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA "
+             "cache_size=-16384;",
              w->model.opt.relaxed_durability ? "NORMAL" : "FULL");
     if ((rc = sq_exec(w, sql, "setting up the database")))
         goto fail;
