@@ -1105,7 +1105,7 @@ int sb_spool_output_index(const struct sb_spool *sp, const char *name)
 /* ---- stats ------------------------------------------------------------------------------------
  */
 
-void sb_spool_stats(const struct sb_spool *sp, struct sb_spool_stats *st)
+void sb_spool_get_stats(const struct sb_spool *sp, struct sb_spool_stats *st)
 {
     *st = sp->st;
     st->segments = sp->nsegs;
@@ -1124,8 +1124,8 @@ void sb_spool_stats(const struct sb_spool *sp, struct sb_spool_stats *st)
     st->records = sp->next_seq - 1 - m;
 }
 
-int sb_spool_output_stats(const struct sb_spool *sp, unsigned output,
-                          struct sb_spool_output_stats *st)
+int sb_spool_get_output_stats(const struct sb_spool *sp, unsigned output,
+                              struct sb_spool_output_stats *st)
 {
     if (output >= sp->nouts)
         return -EINVAL;
@@ -1357,7 +1357,7 @@ static int recover(struct sb_spool *sp, const char *const *names)
         f[i].scan.generation = f[i].gen;
         f[i].scan.file_bytes = f[i].file_bytes;
         f[i].scan.max_len = UINT32_MAX; /* records written under a larger limit stay readable */
-        if (sb_spool_scan(fd_pread, &f[i].fd, &f[i].scan, NULL, NULL, &sp->scratch) < 0) {
+        if (sb_spool_scan_segment(fd_pread, &f[i].fd, &f[i].scan, NULL, NULL, &sp->scratch) < 0) {
             ret = -ENOMEM;
             goto out;
         }

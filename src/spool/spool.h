@@ -144,10 +144,10 @@ struct sb_spool_output_stats {
     uint64_t dropped_corrupt; /* records this output lost to bad bytes */
 };
 
-void sb_spool_stats(const struct sb_spool *spool, struct sb_spool_stats *st);
+void sb_spool_get_stats(const struct sb_spool *spool, struct sb_spool_stats *st);
 /* -EINVAL for a bad output. */
-int sb_spool_output_stats(const struct sb_spool *spool, unsigned output,
-                          struct sb_spool_output_stats *st);
+int sb_spool_get_output_stats(const struct sb_spool *spool, unsigned output,
+                              struct sb_spool_output_stats *st);
 
 /* Testing only: make the next n data commits fail as if fdatasync returned err (after the real
  * write and fdatasync completed), to exercise the abandon-and-rewrite path. */

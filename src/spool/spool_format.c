@@ -252,8 +252,8 @@ static ssize_t fill(sb_spool_pread_fn rd, void *ctx, uint8_t *buf, size_t want, 
 
 #define SCAN_WINDOW (1u << 20)
 
-int sb_spool_scan(sb_spool_pread_fn rd, void *ctx, struct sb_spool_scan *scan, sb_spool_scan_fn fn,
-                  void *arg, struct sb_buf *scratch)
+int sb_spool_scan_segment(sb_spool_pread_fn rd, void *ctx, struct sb_spool_scan *scan,
+                          sb_spool_scan_fn fn, void *arg, struct sb_buf *scratch)
 {
     scan->records = scan->first_seq = scan->last_seq = 0;
     scan->end_offset = SB_SPOOL_SEG_HDR_BYTES;

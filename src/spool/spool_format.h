@@ -2,8 +2,8 @@
  * their pure encoders/checkers, shared by the spool engine, recovery, tools and the fuzzer.
  *
  * The format is specified in docs/formats-spool.md; every integer is little-endian. Nothing
- * here does I/O except sb_spool_scan(), which reads through a caller's pread-like function so
- * that recovery (real files) and the fuzzer (memory) run exactly the same code.
+ * here does I/O except sb_spool_scan_segment(), which reads through a caller's pread-like function
+ * so that recovery (real files) and the fuzzer (memory) run exactly the same code.
  */
 #ifndef SEGBUS_SPOOL_FORMAT_H
 #define SEGBUS_SPOOL_FORMAT_H
@@ -23,8 +23,9 @@
 #define SB_SPOOL_REC_ALIGN 8u
 #define SB_SPOOL_CUR_MAGIC 0x31434253u /* "SBC1" */
 #define SB_SPOOL_CUR_SLOT_BYTES 64u
-#define SB_SPOOL_CUR_SLOT_STRIDE 4096u /* slots on different pages/sectors: a torn write hits one  \
-                                        */
+#define SB_SPOOL_CUR_SLOT_STRIDE                                                                   \
+    4096u /* slots on different pages/sectors: a torn write hits one                               \
+           */
 #define SB_SPOOL_CUR_FILE_BYTES (2u * SB_SPOOL_CUR_SLOT_STRIDE)
 
 /* Bytes a record of `len` payload bytes takes in a segment, frame and padding included. */
@@ -133,8 +134,8 @@ struct sb_spool_scan {
  * exactly one more than the last, length bounds, checksum) until the first that fails or a
  * clean end. `scratch` is a read window the caller keeps (it grows to the largest record).
  * Returns 0, or -ENOMEM; a bad file is a result, not an error. */
-int sb_spool_scan(sb_spool_pread_fn rd, void *ctx, struct sb_spool_scan *scan, sb_spool_scan_fn fn,
-                  void *arg, struct sb_buf *scratch);
+int sb_spool_scan_segment(sb_spool_pread_fn rd, void *ctx, struct sb_spool_scan *scan,
+                          sb_spool_scan_fn fn, void *arg, struct sb_buf *scratch);
 
 /* File names: "<16 hex digits>.seg" for segments, "<output>.cursor" for cursors. */
 #define SB_SPOOL_SEG_NAME_LEN 20 /* without the NUL */
