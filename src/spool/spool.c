@@ -52,6 +52,7 @@ struct chunk {
     struct seg *seg;
     uint64_t off;
     struct sb_buf buf;
+    size_t term;                  /* zero bytes written after the records (not part of them) */
     uint64_t first_seq, last_seq; /* last_seq < first_seq: no records (header only) */
 };
 
@@ -581,6 +582,15 @@ static void commit_start(struct sb_spool *sp)
     for (unsigned i = 0; i < c->n; i++) {
         struct chunk *ch = &c->ch[i];
         c->t_written[i] = 0;
+        /* A zero word after the last record marks the end of data even in a recycled file,
+         * whose old bytes follow; the next commit overwrites it. Without it recovery would stop
+         * at stale bytes and report (and truncate) a damaged tail. */
+        ch->term = 0;
+        if (ch->off + ch->buf.len + 8 <= ch->seg->size && sb_buf_reserve(&ch->buf, 8) == 0) {
+            memset(ch->buf.data + ch->buf.len, 0, 8);
+            ch->buf.len += 8;
+            ch->term = 8;
+        }
         struct io_uring_sqe *w = sb_loop_sqe(sp->loop, &c->w_io[i].op, commit_cqe);
         if (!w) {
             c->err = -EBUSY;
@@ -674,7 +684,7 @@ static void commit_failed(struct sb_spool *sp, int err)
     for (unsigned i = 0; i < nl; i++) {
         struct chunk *ch = lists[i];
         size_t skip = ch->off == 0 ? SB_SPOOL_SEG_HDR_BYTES : 0;
-        if (sb_buf_append(&sp->redo, ch->buf.data + skip, ch->buf.len - skip) < 0) {
+        if (sb_buf_append(&sp->redo, ch->buf.data + skip, ch->buf.len - ch->term - skip) < 0) {
             /* Out of memory on an error path: the records cannot be kept. Say so loudly. */
             sb_error(MOD, "%s: out of memory keeping records %llu..%llu: they are lost", sp->dir,
                      (unsigned long long)first, (unsigned long long)last);
@@ -691,6 +701,8 @@ static void commit_failed(struct sb_spool *sp, int err)
     }
     c->n = 0;
     c->active = false;
+    for (unsigned i = 0; i < MAX_CHUNKS; i++)
+        sp->pend[i].term = c->ch[i].term = 0;
     sp->npend = 0;
     sp->pend_bytes = 0;
     if (sp->active && sp->active->suspect)
@@ -785,7 +797,7 @@ static void commit_done(struct sb_spool *sp)
     uint64_t upto = sp->durable_seq;
     for (unsigned i = 0; i < c->n; i++) {
         struct chunk *ch = &c->ch[i];
-        ch->seg->durable_end = ch->off + ch->buf.len;
+        ch->seg->durable_end = ch->off + ch->buf.len - ch->term;
         if (ch->last_seq >= ch->first_seq)
             upto = ch->last_seq;
         sb_buf_clear(&ch->buf);
@@ -865,14 +877,14 @@ int sb_spool_append(struct sb_spool *sp, const void *data, size_t len, uint64_t 
     }
     uint64_t fb = sb_spool_frame_bytes(len);
     if (sp->pend_bytes + fb > sp->o.max_pending_bytes) {
-        sp->st.refused_full++;
+        sp->st.refused_pending++;
         return -EAGAIN;
     }
     struct seg *s = sp->active;
     struct chunk *ch = sp->npend ? &sp->pend[sp->npend - 1] : NULL;
     if (!s || s->end + fb > s->size) {
         if (sp->npend == MAX_CHUNKS) {
-            sp->st.refused_full++;
+            sp->st.refused_pending++;
             return -EAGAIN;
         }
         int r = seg_new(sp, sp->next_seq, &s);
@@ -897,7 +909,7 @@ int sb_spool_append(struct sb_spool *sp, const void *data, size_t len, uint64_t 
     } else if (!ch || ch->seg != s) {
         int r = chunk_start(sp, s, s->end);
         if (r < 0) {
-            sp->st.refused_full++;
+            sp->st.refused_pending++;
             return r;
         }
         ch = &sp->pend[sp->npend - 1];
@@ -1415,6 +1427,7 @@ static int recover(struct sb_spool *sp, const char *const *names)
                 t->scan.stop = SB_SPOOL_BAD_LENGTH;
             } else {
                 t->scan.stop = SB_SPOOL_END;
+                t->file_bytes = t->hdr.segment_bytes;
                 sp->st.truncated_bytes += cut;
                 sb_warn(MOD, "%s: segment %016llx truncated at offset %llu after record %llu",
                         sp->dir, (unsigned long long)t->gen, (unsigned long long)t->scan.end_offset,
@@ -1518,9 +1531,12 @@ static int recover(struct sb_spool *sp, const char *const *names)
         if (ret < 0)
             goto out;
     }
-    sb_info(MOD, "%s: recovered %zu segment(s), records %llu..%llu, next seq %llu", sp->dir,
-            sp->nsegs, (unsigned long long)oldest, (unsigned long long)sp->durable_seq,
-            (unsigned long long)sp->next_seq);
+    if (sp->nsegs)
+        sb_info(MOD, "%s: recovered %zu segment(s), records %llu..%llu, next seq %llu", sp->dir,
+                sp->nsegs, (unsigned long long)oldest, (unsigned long long)sp->durable_seq,
+                (unsigned long long)sp->next_seq);
+    else
+        sb_info(MOD, "%s: spool empty, next seq %llu", sp->dir, (unsigned long long)sp->next_seq);
 out:
     for (size_t k = 0; k < nf; k++)
         if (f[k].fd >= 0)

@@ -117,7 +117,8 @@ struct sb_spool_stats {
     uint64_t appended;        /* records accepted by append since open */
     uint64_t appended_bytes;  /* their payload bytes */
     uint64_t durable;         /* records made durable since open */
-    uint64_t refused_full;    /* appends refused with -EAGAIN (bound or pending limit) */
+    uint64_t refused_full;    /* appends refused with -EAGAIN: max_bytes under SB_SPOOL_BLOCK */
+    uint64_t refused_pending; /* appends refused with -EAGAIN: max_pending_bytes queued */
     uint64_t refused_nospace; /* appends refused because the file system had no room */
     uint64_t commits;         /* group commits completed (each one fdatasync per segment) */
     uint64_t fsyncs;          /* fdatasync/fsync calls completed (data, directory, cursors) */
