@@ -52,11 +52,25 @@ bool sb_loop_stopping(const struct sb_loop *loop);
 /* The raw ring, for ops that need io_uring_register_*(). */
 struct io_uring *sb_loop_ring(struct sb_loop *loop);
 
+/* The IORING_SETUP_* flags the ring was created with (the loop falls back from
+ * SINGLE_ISSUER | DEFER_TASKRUN on kernels older than 6.1). */
+unsigned sb_loop_setup_flags(const struct sb_loop *loop);
+/* Whether the kernel supports an opcode (io_uring_get_probe at creation). */
+bool sb_loop_supports(const struct sb_loop *loop, unsigned opcode);
+
+/* Ask the kernel to cancel every in-flight SQE bound to op (IORING_OP_ASYNC_CANCEL). The op's
+ * callback still gets its CQE(s) (usually -ECANCELED, or the result if it finished first): the
+ * op must stay valid until then. 0 or -errno (no SQE). */
+int sb_loop_cancel(struct sb_loop *loop, struct sb_op *op);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t sb_now_ns(void);
 
-/* A one-shot timer on the loop (IORING_OP_TIMEOUT). Re-arm from the callback for periodic
- * work. Cancelling a timer that is not armed is a no-op. */
+/* A one-shot timer on the loop (IORING_OP_TIMEOUT, absolute CLOCK_MONOTONIC deadline). Re-arm
+ * from the callback for periodic work. Starting an armed timer moves its deadline. Cancelling a
+ * timer that is not armed is a no-op; once cancelled, its callback is not called. The struct
+ * must stay valid until the kernel has returned every timeout SQE (sb_timer_idle()); zero it
+ * before first use. */
 struct sb_timer;
 typedef void (*sb_timer_fn)(struct sb_timer *timer);
 struct sb_timer {
@@ -65,8 +79,14 @@ struct sb_timer {
     struct __kernel_timespec ts;
     sb_timer_fn fn;
     bool armed;
+    unsigned pending; /* timeout SQEs the kernel has not completed yet */
 };
 int sb_timer_start(struct sb_loop *loop, struct sb_timer *timer, uint64_t after_ns, sb_timer_fn fn);
 int sb_timer_cancel(struct sb_loop *loop, struct sb_timer *timer);
+/* True when no SQE of the timer is in flight: its memory may be freed. */
+static inline bool sb_timer_idle(const struct sb_timer *timer)
+{
+    return timer->pending == 0;
+}
 
 #endif

@@ -1,0 +1,106 @@
+/* mp_reader.h: a zero-copy, bounds-checked msgpack cursor for bytes from outside (never trusted).
+ */
+#ifndef SEGBUS_MP_MP_READER_H
+#define SEGBUS_MP_MP_READER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What an item is. Integers follow msgpack-c: any integer >= 0 (whatever its encoding) is
+ * SB_MP_UINT, any negative one SB_MP_INT, so that equal numbers compare equal. */
+enum sb_mp_type {
+    SB_MP_NIL,
+    SB_MP_BOOL,
+    SB_MP_UINT,    /* v.u */
+    SB_MP_INT,     /* v.i, always < 0 */
+    SB_MP_FLOAT32, /* v.f (widened) */
+    SB_MP_FLOAT64, /* v.f */
+    SB_MP_STR,     /* v.str: pointer into the input and length; not checked for UTF-8 */
+    SB_MP_BIN,     /* v.str */
+    SB_MP_ARRAY,   /* v.count elements follow */
+    SB_MP_MAP,     /* v.count key/value pairs follow */
+    SB_MP_EXT,     /* v.ext */
+};
+
+/* One item: a scalar's value, a str/bin/ext's payload, or a container's count. Pointers point
+ * into the reader's input and live as long as it does. */
+struct sb_mp_item {
+    enum sb_mp_type type;
+    union {
+        bool b;
+        uint64_t u;
+        int64_t i;
+        double f;
+        struct {
+            const uint8_t *ptr;
+            uint32_t len;
+        } str;
+        uint32_t count;
+        struct {
+            const uint8_t *ptr;
+            uint32_t len;
+            int8_t type;
+        } ext;
+    } v;
+};
+
+/* A cursor over data[0..len). Copyable by value (a copy is a bookmark). */
+struct sb_mp_reader {
+    const uint8_t *start;
+    const uint8_t *p;
+    const uint8_t *end;
+};
+
+static inline void sb_mp_reader_init(struct sb_mp_reader *r, const void *data, size_t len)
+{
+    r->start = (const uint8_t *)data;
+    r->p = r->start;
+    r->end = r->start + len;
+}
+/* Bytes consumed so far / left. */
+static inline size_t sb_mp_reader_offset(const struct sb_mp_reader *r)
+{
+    return (size_t)(r->p - r->start);
+}
+static inline size_t sb_mp_reader_left(const struct sb_mp_reader *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
+/* Read the next item's header. Scalars, str, bin and ext are consumed whole; for an array or
+ * a map only the header is consumed and the cursor is on the first element (or key). A
+ * container whose count could not fit in the bytes left is refused up front, so loops over
+ * v.count are bounded by the input size. 0, or -EINVAL on truncation, the never-used byte 0xc1
+ * or an empty input; the cursor does not move on error. */
+int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it);
+/* Like sb_mp_next without moving the cursor. */
+int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it);
+/* Skip one whole value (nested containers included), iteratively: no recursion, no depth
+ * limit, time linear in the bytes. 0 or -EINVAL (the cursor does not move on error). */
+int sb_mp_skip(struct sb_mp_reader *r);
+/* With the cursor on the first key of a map of `pairs` pairs (just after sb_mp_next returned
+ * the map), look for the str key key[0..klen). Found: returns 1 with the cursor on its value.
+ * Not found: returns 0 with the cursor after the map. -EINVAL on malformed input. Keys that are
+ * not strings are skipped. The first matching key wins. */
+int sb_mp_map_find(struct sb_mp_reader *r, uint32_t pairs, const char *key, size_t klen);
+/* Convenience: the value of `key` in the map at the start of data[0..len): on 1, *value is a
+ * reader over exactly that value's bytes. 0 if the key is absent or the first value is not a
+ * map, -EINVAL if malformed. */
+int sb_mp_lookup(const void *data, size_t len, const char *key, struct sb_mp_reader *value);
+/* Check that data[0..len) is exactly one well-formed msgpack value (no trailing bytes) nested
+ * at most max_depth containers deep. 0 or -EINVAL. */
+int sb_mp_check(const void *data, size_t len, unsigned max_depth);
+/* Typed reads that consume one item of the expected type; -EINVAL if malformed, -EPROTO (cursor
+ * unmoved) if the item is of another type. sb_mp_read_int accepts UINT up to INT64_MAX and INT. */
+int sb_mp_read_str(struct sb_mp_reader *r, const char **s, size_t *len);
+int sb_mp_read_int(struct sb_mp_reader *r, int64_t *v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
