@@ -913,6 +913,7 @@ static int walk_pointer(struct sb_schema *s, uint32_t doc, uint32_t off, const c
             } else
                 seg[o++] = ptr[i];
         }
+        seg[o] = 0;
         ptr += seglen;
         struct sb_mp_reader r;
         struct sb_mp_item it;
@@ -923,7 +924,6 @@ static int walk_pointer(struct sb_schema *s, uint32_t doc, uint32_t off, const c
                 rc = sb_mp_map_find(&r, it.v.count, seg, o) == 1 ? 0 : -ENOENT;
             } else if (it.type == SB_MP_ARRAY && o > 0 && o < 10 &&
                        strspn(seg, "0123456789") == o && (o == 1 || seg[0] != '0')) {
-                seg[o] = 0;
                 unsigned long idx = strtoul(seg, NULL, 10);
                 rc = idx < it.v.count ? 0 : -ENOENT;
                 for (unsigned long j = 0; j < idx && rc == 0; j++)
@@ -1379,11 +1379,19 @@ static size_t code_points(const uint8_t *s, size_t n)
 
 static bool is_multiple(long double x, long double m)
 {
-    long double q = x / m;
-    if (!isfinite(q))
-        return false;
-    long double r = roundl(q);
-    return fabsl(q - r) <= 1e-9L * (fabsl(q) > 1 ? fabsl(q) : 1);
+    /* Integers (every int64/uint64 is exact in long double): exact remainder. */
+    if (x == floorl(x) && m == floorl(m) && fabsl(x) < 0x1p64L)
+        return fmodl(x, m) == 0;
+    /* Otherwise in double, as JSON numbers are, with a tolerance of a few ulps of the quotient
+     * (0.0075 / 0.0001 is 74.99999999999999). An overflowing quotient is not a multiple. */
+    double q = (double)x / (double)m;
+    if (!isfinite(q)) {
+        /* An integer too big to divide is still a multiple of any m that divides 1 (0.5). */
+        double inv = 1.0 / (double)m;
+        return x == floorl(x) && isfinite(inv) && inv == round(inv);
+    }
+    double tol = fabs(q) * 4 * 2.220446049250313e-16;
+    return fabs(q - round(q)) <= (tol > 1e-9 ? tol : 1e-9);
 }
 
 static int validate(struct vctx *c, const struct node *s, const uint8_t *v, size_t vlen);
