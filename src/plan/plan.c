@@ -452,7 +452,7 @@ int sb_plan_check(const struct sb_plan *p, const uint8_t *ev, size_t len, struct
     for (size_t i = 0; i < p->n; i++) {
         if (p->rules[i].type != SB_RULE_COMMON)
             continue;
-        int rc = sb_schema_validate(p->rules[i].schema, ev, len, out);
+        int rc = sb_schema_validate_checked(p->rules[i].schema, ev, len, out);
         if (rc < 0)
             return rc;
         if (rc == 0) {
@@ -494,7 +494,7 @@ int sb_plan_check(const struct sb_plan *p, const uint8_t *ev, size_t len, struct
         m.rule = r->key;
         m.version = r->version;
         m.type = r->type;
-        int rc = sb_schema_validate(r->schema, ev, len, out);
+        int rc = sb_schema_validate_checked(r->schema, ev, len, out);
         if (rc < 0)
             return rc;
         if (rc == 0)
