@@ -114,7 +114,10 @@ static int emit(struct sb_batcher *b)
         return -ENOMEM;
     h = b->buf.data;
     h[0] = 0x82; /* fixmap of 2: batch, sentAt */
-    memcpy(h + 1, "\xa5" "batch", 6);
+    memcpy(h + 1,
+           "\xa5"
+           "batch",
+           6);
     h[7] = 0xdd; /* array32, so that the head has a fixed size */
     h[8] = (uint8_t)(b->count >> 24);
     h[9] = (uint8_t)(b->count >> 16);

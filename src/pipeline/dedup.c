@@ -22,7 +22,7 @@ struct sb_dedup {
     struct slot {
         uint32_t pos1;
         uint32_t tag;
-    } *index;
+    } * index;
     uint32_t mask;
     uint64_t window_ns; /* 0 = no time bound */
 };

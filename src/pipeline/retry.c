@@ -32,7 +32,7 @@ enum sb_http_outcome sb_retry_classify(int status)
 static uint64_t cap_after(uint64_t seconds)
 {
     return seconds >= SB_RETRY_AFTER_CAP_NS / 1000000000ull ? SB_RETRY_AFTER_CAP_NS
-                                                             : seconds * 1000000000ull;
+                                                            : seconds * 1000000000ull;
 }
 
 int sb_retry_after_parse(const char *value, time_t now_unix, uint64_t *delay_ns)

@@ -8,8 +8,8 @@
  *   static const char *const my_reasons[] = {"too_many_cats", NULL};
  *   static int my_process(struct sb_stage *st, struct sb_stage_event *ev) {
  *       if (bad(ev->data, ev->len)) { ev->reason = 0; return SB_STAGE_DROP; }
- *       if (rewrite) { sb_buf_clear(ev->scratch); ...append new msgpack...; return SB_STAGE_REPLACE; }
- *       return SB_STAGE_PASS;
+ *       if (rewrite) { sb_buf_clear(ev->scratch); ...append new msgpack...; return
+ * SB_STAGE_REPLACE; } return SB_STAGE_PASS;
  *   }
  *   struct sb_stage *s = calloc(1, sizeof *s);
  *   *s = (struct sb_stage){.name = "mine", .reasons = my_reasons, .process = my_process, ...};
@@ -52,10 +52,10 @@ const char *sb_call_name(enum sb_call call);
  * sb_event_inspect() (the second). */
 struct sb_event_meta {
     /* from the input */
-    uint64_t now_ns;         /* CLOCK_MONOTONIC when the event entered the pipeline */
-    int64_t received_at_ms;  /* wall clock (Unix ms) when it was received */
-    uint32_t producer_id;    /* ring producer id, 0 for HTTP */
-    int source;              /* index into sb_config.sources, -1 for none */
+    uint64_t now_ns;        /* CLOCK_MONOTONIC when the event entered the pipeline */
+    int64_t received_at_ms; /* wall clock (Unix ms) when it was received */
+    uint32_t producer_id;   /* ring producer id, 0 for HTTP */
+    int source;             /* index into sb_config.sources, -1 for none */
     /* from sb_event_inspect() */
     enum sb_call call;
     const uint8_t *message_id; /* messageId string bytes */
@@ -81,8 +81,8 @@ struct sb_stage_event {
 };
 
 struct sb_stage {
-    const char *name;            /* metrics label: "verify", "dedup", "plan", ... */
-    const char *const *reasons;  /* NULL-terminated drop reasons (metrics labels), may be NULL */
+    const char *name;           /* metrics label: "verify", "dedup", "plan", ... */
+    const char *const *reasons; /* NULL-terminated drop reasons (metrics labels), may be NULL */
     int (*process)(struct sb_stage *stage, struct sb_stage_event *ev);
     void (*destroy)(struct sb_stage *stage); /* frees the stage and its state; may be NULL */
     void *state;

@@ -10,12 +10,11 @@
 #include "mp/mp_reader.h"
 
 const char *const sb_verify_reasons[] = {
-    "malformed",      "not_a_map",       "too_large",     "no_type",
-    "bad_type",       "no_identity",     "no_event",      "no_group_id",
-    "no_previous_id", "no_user_id",      "no_message_id", "bad_message_id",
-    "bad_field",      NULL};
+    "malformed", "not_a_map",   "too_large",      "no_type",    "bad_type",      "no_identity",
+    "no_event",  "no_group_id", "no_previous_id", "no_user_id", "no_message_id", "bad_message_id",
+    "bad_field", NULL};
 
-static const char *const call_names[SB_CALL_COUNT] = {"identify", "track",  "page",
+static const char *const call_names[SB_CALL_COUNT] = {"identify", "track", "page",
                                                       "screen",   "group", "alias"};
 
 const char *sb_call_name(enum sb_call call)
@@ -44,10 +43,9 @@ static const struct {
     const char *s;
     uint8_t len;
 } keys[K_COUNT] = {
-    {"type", 4},         {"userId", 6},     {"anonymousId", 11}, {"messageId", 9},
-    {"event", 5},        {"name", 4},       {"groupId", 7},      {"previousId", 10},
-    {"properties", 10},  {"traits", 6},     {"context", 7},      {"integrations", 12},
-    {"timestamp", 9},
+    {"type", 4},    {"userId", 6},        {"anonymousId", 11}, {"messageId", 9},   {"event", 5},
+    {"name", 4},    {"groupId", 7},       {"previousId", 10},  {"properties", 10}, {"traits", 6},
+    {"context", 7}, {"integrations", 12}, {"timestamp", 9},
 };
 
 static int key_index(const uint8_t *s, uint32_t len)

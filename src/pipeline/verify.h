@@ -21,19 +21,19 @@ extern "C" {
 
 /* Drop reasons of verify, also the return values of sb_event_inspect (as -1 - reason). */
 enum sb_verify_reason {
-    SB_VERIFY_MALFORMED,     /* not decodable msgpack, or bytes after the map */
-    SB_VERIFY_NOT_A_MAP,     /* the top value is not a map */
-    SB_VERIFY_TOO_LARGE,     /* more than 32 KB */
-    SB_VERIFY_NO_TYPE,       /* no `type` */
-    SB_VERIFY_BAD_TYPE,      /* `type` not one of the six */
-    SB_VERIFY_NO_IDENTITY,   /* neither userId nor anonymousId */
-    SB_VERIFY_NO_EVENT,      /* track without event */
-    SB_VERIFY_NO_GROUP_ID,   /* group without groupId */
-    SB_VERIFY_NO_PREVIOUS_ID,/* alias without previousId */
-    SB_VERIFY_NO_USER_ID,    /* alias without userId */
-    SB_VERIFY_NO_MESSAGE_ID, /* no messageId */
-    SB_VERIFY_BAD_MESSAGE_ID,/* messageId not a string of 1..100 bytes */
-    SB_VERIFY_BAD_FIELD,     /* a known field of the wrong kind (properties not a map, ...) */
+    SB_VERIFY_MALFORMED,      /* not decodable msgpack, or bytes after the map */
+    SB_VERIFY_NOT_A_MAP,      /* the top value is not a map */
+    SB_VERIFY_TOO_LARGE,      /* more than 32 KB */
+    SB_VERIFY_NO_TYPE,        /* no `type` */
+    SB_VERIFY_BAD_TYPE,       /* `type` not one of the six */
+    SB_VERIFY_NO_IDENTITY,    /* neither userId nor anonymousId */
+    SB_VERIFY_NO_EVENT,       /* track without event */
+    SB_VERIFY_NO_GROUP_ID,    /* group without groupId */
+    SB_VERIFY_NO_PREVIOUS_ID, /* alias without previousId */
+    SB_VERIFY_NO_USER_ID,     /* alias without userId */
+    SB_VERIFY_NO_MESSAGE_ID,  /* no messageId */
+    SB_VERIFY_BAD_MESSAGE_ID, /* messageId not a string of 1..100 bytes */
+    SB_VERIFY_BAD_FIELD,      /* a known field of the wrong kind (properties not a map, ...) */
     SB_VERIFY_REASON_COUNT
 };
 extern const char *const sb_verify_reasons[]; /* names, NULL-terminated */

@@ -18,7 +18,8 @@ extern "C" {
 
 using namespace sbt;
 
-namespace {
+namespace
+{
 
 struct Sink {
     std::vector<std::string> envelopes;
@@ -204,8 +205,8 @@ TEST(Retry, RetryAfter)
 TEST(Retry, BackoffBoundsAndJitter)
 {
     for (uint32_t a = 0; a < 40; a++) {
-        uint64_t base = a >= 7 ? SB_RETRY_CAP_NS
-                               : std::min<uint64_t>(SB_RETRY_BASE_NS << a, SB_RETRY_CAP_NS);
+        uint64_t base =
+            a >= 7 ? SB_RETRY_CAP_NS : std::min<uint64_t>(SB_RETRY_BASE_NS << a, SB_RETRY_CAP_NS);
         uint64_t lo = UINT64_MAX, hi = 0;
         for (uint64_t r = 0; r < 2000; r++) {
             uint64_t d = sb_retry_backoff_ns(a, r * 0x9e3779b97f4a7c15ull);

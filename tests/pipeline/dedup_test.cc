@@ -11,7 +11,8 @@ extern "C" {
 #include "pipeline/dedup.h"
 }
 
-namespace {
+namespace
+{
 
 struct Dedup {
     sb_dedup *d = nullptr;

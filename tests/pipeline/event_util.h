@@ -7,7 +7,8 @@
 #include <utility>
 #include <vector>
 
-namespace sbt {
+namespace sbt
+{
 
 // A field value: a string, nil, an integer, or a raw msgpack value (already packed).
 struct Val {

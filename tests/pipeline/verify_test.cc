@@ -14,7 +14,8 @@ extern "C" {
 
 using namespace sbt;
 
-namespace {
+namespace
+{
 
 int inspect(const std::string &b, sb_event_meta *m = nullptr)
 {
@@ -37,18 +38,26 @@ TEST(Verify, AllSixCallsPass)
     } ok[] = {
         {{{"type", Val::str("identify")}, {"userId", Val::str("u")}, {"messageId", id}},
          SB_CALL_IDENTIFY},
-        {{{"type", Val::str("track")}, {"anonymousId", Val::str("a")}, {"event", Val::str("E")},
+        {{{"type", Val::str("track")},
+          {"anonymousId", Val::str("a")},
+          {"event", Val::str("E")},
           {"messageId", id}},
          SB_CALL_TRACK},
-        {{{"type", Val::str("page")}, {"userId", Val::str("u")}, {"name", Val::str("Home")},
+        {{{"type", Val::str("page")},
+          {"userId", Val::str("u")},
+          {"name", Val::str("Home")},
           {"messageId", id}},
          SB_CALL_PAGE},
         {{{"type", Val::str("screen")}, {"userId", Val::str("u")}, {"messageId", id}},
          SB_CALL_SCREEN},
-        {{{"type", Val::str("group")}, {"userId", Val::str("u")}, {"groupId", Val::str("g")},
+        {{{"type", Val::str("group")},
+          {"userId", Val::str("u")},
+          {"groupId", Val::str("g")},
           {"messageId", id}},
          SB_CALL_GROUP},
-        {{{"type", Val::str("alias")}, {"userId", Val::str("u")}, {"previousId", Val::str("p")},
+        {{{"type", Val::str("alias")},
+          {"userId", Val::str("u")},
+          {"previousId", Val::str("p")},
           {"messageId", id}},
          SB_CALL_ALIAS},
     };
@@ -87,8 +96,7 @@ TEST(Verify, EachReason)
               SB_VERIFY_BAD_TYPE);
     EXPECT_EQ(reason({{"type", Val::num(1)}, {"userId", Val::str("u")}, {"messageId", id}}),
               SB_VERIFY_BAD_TYPE);
-    EXPECT_EQ(reason({{"type", Val::str("identify")}, {"messageId", id}}),
-              SB_VERIFY_NO_IDENTITY);
+    EXPECT_EQ(reason({{"type", Val::str("identify")}, {"messageId", id}}), SB_VERIFY_NO_IDENTITY);
     EXPECT_EQ(reason({{"type", Val::str("identify")}, {"userId", Val::str("")}, {"messageId", id}}),
               SB_VERIFY_NO_IDENTITY);
     EXPECT_EQ(reason({{"type", Val::str("identify")},
@@ -119,7 +127,8 @@ TEST(Verify, EachReason)
                       {"userId", Val::str("u")},
                       {"messageId", Val::str(std::string(100, 'x'))}}),
               -1);
-    EXPECT_EQ(reason({{"type", Val::str("identify")}, {"userId", Val::str("u")},
+    EXPECT_EQ(reason({{"type", Val::str("identify")},
+                      {"userId", Val::str("u")},
                       {"messageId", Val::num(7)}}),
               SB_VERIFY_BAD_MESSAGE_ID);
     EXPECT_EQ(reason({{"type", Val::str("identify")},
