@@ -11,6 +11,7 @@
 #include "event/event.h"
 #include "event/mpw.h"
 #include "json/json.h"
+#include "mp/mp_reader.h"
 
 #define SB_MAP_DEPTH 32
 
@@ -406,4 +407,37 @@ void sb_map_get_view(const segbus_map_t *m, struct sb_map_view *v)
         v->err = -EINVAL;
         v->detail = "the builder still has open maps or arrays (segbus_map_end missing)";
     }
+}
+
+SEGBUS_API int segbus_map_set_msgpack(segbus_map_t *m, const void *data, size_t len)
+{
+    if (!m || (!data && len))
+        return -EINVAL;
+    segbus_map_reset(m);
+    if (len > SEGBUS_MAX_EVENT_BYTES)
+        return map_fail(m, NULL, -EMSGSIZE, "%zu bytes: over the 32 KB event limit", len);
+    if (sb_mp_check(data, len, SB_MAP_DEPTH + 1) < 0)
+        return map_fail(m, NULL, -EINVAL,
+                        "not exactly one well-formed msgpack value nested at most %d deep",
+                        SB_MAP_DEPTH);
+    struct sb_mp_reader r;
+    struct sb_mp_item it;
+    sb_mp_reader_init(&r, data, len);
+    if (sb_mp_next(&r, &it) < 0 || it.type != SB_MP_MAP)
+        return map_fail(m, NULL, -SEGBUS_ENOTOBJECT, "the msgpack value is not a map");
+    uint32_t count = it.v.count;
+    size_t entries = sb_mp_reader_offset(&r);
+    /* Containers consume only their headers, so one linear pass visits every string. */
+    while (sb_mp_reader_left(&r)) {
+        size_t at = sb_mp_reader_offset(&r);
+        if (sb_mp_next(&r, &it) < 0)
+            return map_fail(m, NULL, -EINVAL, "malformed msgpack at byte %zu", at);
+        size_t bad;
+        if (it.type == SB_MP_STR && !sb_utf8_valid((const char *)it.v.str.ptr, it.v.str.len, &bad))
+            return map_fail(m, NULL, -SEGBUS_EUTF8, "invalid UTF-8 in the string at byte %zu", at);
+    }
+    if (sb_buf_append(&m->buf, (const uint8_t *)data + entries, len - entries) < 0)
+        return map_fail(m, NULL, -ENOMEM, "out of memory");
+    m->root_count = count;
+    return 0;
 }

@@ -789,3 +789,41 @@ TEST(EventJson, ContextJsonMergesAndBuilderAddJson)
 }
 
 } // namespace
+
+namespace
+{
+
+TEST(EventMsgpack, SetFromForeignMsgpack)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "plan", 4);
+    msgpack_pack_str_with_body(&pk, "pro", 3);
+    msgpack_pack_str_with_body(&pk, "tags", 4);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_nil(&pk);
+    segbus_map_t *b = segbus_map_new();
+    ASSERT_EQ(segbus_map_set_msgpack(b, sb.data, sb.size), 0);
+    segbus_map_add_bool(b, "more", 1); // adds continue after it
+    segbus_message_t m = SEGBUS_MESSAGE_INIT;
+    m.user_id = "u";
+    m.traits = b;
+    Decoded d = encode(SEGBUS_IDENTIFY, m);
+    EXPECT_EQ(d.fields["traits"], "{\"plan\":\"pro\",\"tags\":[1,null],\"more\":true}");
+    EXPECT_EQ(segbus_map_set_msgpack(b, sb.data, sb.size - 1), -EINVAL) << "truncated";
+    const char arr[] = "\x92\x01\x02";
+    EXPECT_EQ(segbus_map_set_msgpack(b, arr, 3), -SEGBUS_ENOTOBJECT);
+    const char bad[] = "\x81\xa1k\xa2x\xff";
+    EXPECT_EQ(segbus_map_set_msgpack(b, bad, 6), -SEGBUS_EUTF8);
+    const char *detail;
+    EXPECT_EQ(segbus_map_error(b, &detail), -SEGBUS_EUTF8);
+    EXPECT_NE(std::string(detail).find("UTF-8"), std::string::npos) << detail;
+    msgpack_sbuffer_destroy(&sb);
+    segbus_map_free(b);
+}
+
+} // namespace
