@@ -141,8 +141,7 @@ static void arm_futex(struct sb_daemon *d)
         return; /* the tick keeps draining */
     }
     /* Shared (not private) futex: producers in other processes wake it. */
-    sb_prep_futex_wait(sqe, sb_ring_futex_word(&rd->ring), SB_RING_FUTEX_WAITING,
-                       FUTEX2_SIZE_U32);
+    sb_prep_futex_wait(sqe, sb_ring_futex_word(&rd->ring), SB_RING_FUTEX_WAITING, FUTEX2_SIZE_U32);
     d->futex_armed = true;
 }
 
@@ -233,8 +232,7 @@ static void on_signal(struct sb_op *op, int res, uint32_t flags)
     struct sb_daemon *d = SB_CONTAINER_OF(op, struct sb_daemon, sig_op);
 
     (void)flags;
-    if (res == (int)sizeof d->si &&
-        (d->si.ssi_signo == SIGTERM || d->si.ssi_signo == SIGINT)) {
+    if (res == (int)sizeof d->si && (d->si.ssi_signo == SIGTERM || d->si.ssi_signo == SIGINT)) {
         sb_info("daemon", "signal %u", d->si.ssi_signo);
         sb_daemon_stop(d);
     }
@@ -357,13 +355,12 @@ static void register_metrics(struct sb_daemon *d)
     const char *const ring_in[] = {"input", "ring", NULL};
     const char *const unknown[] = {"where", "ring", "reason", "unknown_record_type", NULL};
 
-    sb_metrics_counter_ref(m, SB_M_RECEIVED, "Events taken from an input.", ring_in,
-                           &d->received);
+    sb_metrics_counter_ref(m, SB_M_RECEIVED, "Events taken from an input.", ring_in, &d->received);
     sb_metrics_counter_ref(m, SB_M_DROPPED, "Events not delivered, by where and reason.", unknown,
                            &d->unknown_records);
     for (size_t i = 0; i < n; i++) {
         for (unsigned k = 0; k < st[i]->n_reasons + 2; k++) {
-            const char *reason = k < st[i]->n_reasons       ? st[i]->reasons[k]
+            const char *reason = k < st[i]->n_reasons    ? st[i]->reasons[k]
                                  : k == st[i]->n_reasons ? "internal"
                                                          : "replaced_invalid";
             if (!strcmp(st[i]->name, "verify")) {
@@ -372,8 +369,8 @@ static void register_metrics(struct sb_daemon *d)
                                        &st[i]->dropped[k]);
             } else if (!strcmp(st[i]->name, "dedup") && k == 0) {
                 sb_metrics_counter_ref(m, SB_M_DEDUPLICATED,
-                                       "Events dropped as duplicates of a recent messageId.",
-                                       NULL, &st[i]->dropped[k]);
+                                       "Events dropped as duplicates of a recent messageId.", NULL,
+                                       &st[i]->dropped[k]);
             } else {
                 const char *const l[] = {"stage", st[i]->name, "reason", reason, NULL};
                 sb_metrics_counter_ref(m, SB_M_STAGE_DROPPED, "Events dropped by a stage.", l,
@@ -381,8 +378,7 @@ static void register_metrics(struct sb_daemon *d)
             }
         }
     }
-    sb_metrics_gauge_fn(m, SB_M_SPOOL_BYTES, "Bytes of spool segment files.", NULL, spool_bytes,
-                        d);
+    sb_metrics_gauge_fn(m, SB_M_SPOOL_BYTES, "Bytes of spool segment files.", NULL, spool_bytes, d);
     {
         const char *const l[] = {"ring", "primary", NULL};
         sb_metrics_gauge_fn(m, SB_M_RING_FILL, "Fraction of the ring holding unread records.", l,
@@ -464,8 +460,8 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
     so.dir = cfg->spool.dir;
     so.segment_bytes = cfg->spool.segment_bytes;
     so.max_bytes = cfg->spool.max_bytes;
-    so.policy = cfg->spool.full_policy == SB_SPOOL_FULL_DROP_OLDEST ? SB_SPOOL_DROP_OLDEST
-                                                                    : SB_SPOOL_BLOCK;
+    so.policy =
+        cfg->spool.full_policy == SB_SPOOL_FULL_DROP_OLDEST ? SB_SPOOL_DROP_OLDEST : SB_SPOOL_BLOCK;
     so.on_durable = on_durable;
     so.arg = d;
     rc = sb_spool_open(&d->spool, d->loop, &so, names, (unsigned)cfg->n_outputs);

@@ -16,20 +16,21 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: segbusd --config FILE [--check-config]\n"
-               "       segbusd --version | --help\n"
-               "\n"
-               "The segbus sidecar (and, with the HTTP input on, the hub): drains the shared\n"
-               "rings of local producers, validates, deduplicates, batches, spools durably and\n"
-               "delivers events to Segment, a segbus hub, files and other outputs.\n"
-               "\n"
-               "  -c, --config FILE    the YAML configuration (see docs/configuration.md)\n"
-               "      --check-config   load and validate the configuration, then exit\n"
-               "  -V, --version        print the version and exit\n"
-               "  -h, --help           print this help and exit\n"
-               "\n"
-               "Signals: SIGTERM or SIGINT drain, flush, deliver within shutdown_timeout, exit.\n"
-               "Exit status: 0 clean, 1 shutdown left work in the spool, 2 usage, 78 bad config.\n");
+    fprintf(f,
+            "Usage: segbusd --config FILE [--check-config]\n"
+            "       segbusd --version | --help\n"
+            "\n"
+            "The segbus sidecar (and, with the HTTP input on, the hub): drains the shared\n"
+            "rings of local producers, validates, deduplicates, batches, spools durably and\n"
+            "delivers events to Segment, a segbus hub, files and other outputs.\n"
+            "\n"
+            "  -c, --config FILE    the YAML configuration (see docs/configuration.md)\n"
+            "      --check-config   load and validate the configuration, then exit\n"
+            "  -V, --version        print the version and exit\n"
+            "  -h, --help           print this help and exit\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT drain, flush, deliver within shutdown_timeout, exit.\n"
+            "Exit status: 0 clean, 1 shutdown left work in the spool, 2 usage, 78 bad config.\n");
 }
 
 int main(int argc, char **argv)
@@ -66,7 +67,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind < argc || !path) {
-        fprintf(stderr, "segbusd: %s\n", path ? "unexpected argument" : "--config FILE is required");
+        fprintf(stderr, "segbusd: %s\n",
+                path ? "unexpected argument" : "--config FILE is required");
         usage(stderr);
         return EXIT_USAGE;
     }

@@ -23,8 +23,8 @@ struct http_out {
     struct sb_delivery *cur;
 };
 
-static int http_init_common(void **state, const struct sb_output_config *cfg,
-                            struct sb_loop *loop, char *err, size_t errlen, bool json)
+static int http_init_common(void **state, const struct sb_output_config *cfg, struct sb_loop *loop,
+                            char *err, size_t errlen, bool json)
 {
     struct sb_http_client_options o = {0};
     struct http_out *h = calloc(1, sizeof *h);

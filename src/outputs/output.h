@@ -80,8 +80,8 @@ const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type);
 struct sb_output_runner;
 
 struct sb_output_counters {
-    uint64_t batched, batches, spooled, sent, sent_batches, failed_attempts, retried,
-        dead_lettered, dropped_filtered, backlog_batches;
+    uint64_t batched, batches, spooled, sent, sent_batches, failed_attempts, retried, dead_lettered,
+        dropped_filtered, backlog_batches;
 };
 
 /* Create the runner of output `index` (its spool tag and spool cursor index) for cfg, with its

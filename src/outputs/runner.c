@@ -93,8 +93,13 @@ uint32_t sb_output_runner_pending(const struct sb_output_runner *r)
 bool sb_output_runner_idle(const struct sb_output_runner *r)
 {
     struct sb_spool_output_stats st;
+    struct sb_spool_stats ss;
 
     if (sb_batcher_pending(r->batcher) || r->bl_n || r->have_batch || r->in_flight)
+        return false;
+    /* Appended but not yet durable: it will become pending for some output. */
+    sb_spool_get_stats(r->spool, &ss);
+    if (ss.next_seq > ss.durable_seq + 1)
         return false;
     if (sb_spool_get_output_stats(r->spool, r->index, &st) == 0 && st.pending)
         return false;
@@ -112,8 +117,7 @@ static uint64_t next_rand(struct sb_output_runner *r)
 
 /* ---- batching and spooling ---------------------------------------------------------------- */
 
-static int backlog_push(struct sb_output_runner *r, const uint8_t *data, size_t len,
-                        uint32_t count)
+static int backlog_push(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count)
 {
     struct backlog_item *it = malloc(sizeof *it + len);
 
@@ -137,8 +141,7 @@ static void dead_letter(struct sb_output_runner *r, const uint8_t *env, size_t l
                         const char *reason, const char *detail, size_t detail_len);
 
 /* Append one tagged record; 0 when spooled, else the spool's error. */
-static int spool_append(struct sb_output_runner *r, const uint8_t *data, size_t len,
-                        uint32_t count)
+static int spool_append(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count)
 {
     uint64_t seq;
     int rc = sb_spool_append(r->spool, data, len, &seq);
@@ -272,8 +275,9 @@ static void dead_letter(struct sb_output_runner *r, const uint8_t *env, size_t l
     }
     sb_format_time_ms(sb_wall_ms(), when);
     when[SB_BATCH_SENT_AT_LEN] = 0;
-    snprintf(head, sizeof head, "{\"time\":\"%s\",\"output\":\"%s\",\"status\":%d,\"reason\":", when,
-             r->cfg->name, status);
+    snprintf(head, sizeof head,
+             "{\"time\":\"%s\",\"output\":\"%s\",\"status\":%d,\"reason\":", when, r->cfg->name,
+             status);
     sb_buf_append_str(&line, head);
     json_string(&line, reason, strlen(reason));
     sb_buf_append_str(&line, ",\"response\":");
@@ -488,8 +492,8 @@ int sb_output_runner_new(struct sb_output_runner **out, const struct sb_output_c
         r->rng = 1;
     r->plugin = sb_output_plugin_for(cfg->type);
     if (!r->plugin) {
-        snprintf(err, errlen, "output %s: type %s is %s", cfg->name,
-                 sb_output_type_name(cfg->type), type_plugins_note);
+        snprintf(err, errlen, "output %s: type %s is %s", cfg->name, sb_output_type_name(cfg->type),
+                 type_plugins_note);
         free(r);
         return -ENOTSUP;
     }
