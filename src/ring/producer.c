@@ -183,8 +183,10 @@ static int do_register(struct segbus_producer *p, int handback)
     if (handback) {
         /* Older rings we still map whose reader died before draining them: hand them over
          * too, or their records would die with our mapping. */
-        struct sb_reg_hello more = {.magic = SB_REG_MAGIC, .version = SB_REG_VERSION,
-                                    .flags = SB_REG_HANDBACK, .pid = (int32_t)getpid()};
+        struct sb_reg_hello more = {.magic = SB_REG_MAGIC,
+                                    .version = SB_REG_VERSION,
+                                    .flags = SB_REG_HANDBACK,
+                                    .pid = (int32_t)getpid()};
         for (size_t i = 0; i < p->nrings; i++) {
             struct sb_ring *r = &p->rings[i]->shm.ring;
             if (p->rings[i] != cur && p->rings[i] != pr && sb_ring_head(r) != sb_ring_tail(r))

@@ -15,7 +15,8 @@
 
 #include "daemon_fixture.h"
 
-namespace {
+namespace
+{
 
 #if defined(__SANITIZE_THREAD__)
 constexpr int kScale = 10;

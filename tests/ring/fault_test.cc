@@ -15,7 +15,8 @@
 
 #include "daemon_fixture.h"
 
-namespace {
+namespace
+{
 
 struct Rec {
     uint32_t who;
@@ -206,9 +207,8 @@ TEST(RingFault, ProducersKilledBetweenClaimAndCommit)
     int64_t maxb = std::max(sh->max_block_ns[0].load(), sh->max_block_ns[1].load());
     printf("%d victims in %.1f s; steady producers wrote %u + %u, longest wait for room %.1f ms;"
            " repaired %llu in-progress, %llu never-written\n",
-           kVictims, (sb_ring_now_ns() - start) / 1e9, sh->written[0].load(),
-           sh->written[1].load(), maxb / 1e6, (unsigned long long)repaired,
-           (unsigned long long)gaps);
+           kVictims, (sb_ring_now_ns() - start) / 1e9, sh->written[0].load(), sh->written[1].load(),
+           maxb / 1e6, (unsigned long long)repaired, (unsigned long long)gaps);
     EXPECT_LT(maxb, cfg.reader.grace_ns); // never blocked as long as the grace
     EXPECT_LT(maxb, 2000ll * 1000000);    // in practice: liveness, well within a second or two
     sb_registry_close(reg);
@@ -254,8 +254,8 @@ TEST(RingFault, ReaderKilledAndRestartedUnderLoad)
 {
     const uint32_t kRecords = 40000;
     std::string path = temp_socket_path("rkill");
-    auto *res = static_cast<Results *>(mmap(nullptr, sizeof(Results), PROT_READ | PROT_WRITE,
-                                            MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    auto *res = static_cast<Results *>(
+        mmap(nullptr, sizeof(Results), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
     new (res) Results{};
     auto start_daemon = [&] {
         pid_t pid = fork();
