@@ -227,7 +227,7 @@ SEGBUS_API void segbus_producer_close(segbus_producer_t *p);
  * ring (registered over the daemon's UNIX socket), the per-client settings below, and counters.
  *
  * Thread safety: one client may be used by any number of threads at once for the event calls,
- * segbus_flush() and segbus_client_stats(); open and close must not race with other calls on
+ * segbus_flush() and segbus_client_get_stats(); open and close must not race with other calls on
  * the same client. Options objects and segbus_map_t builders are not thread-safe.
  *
  * fork(): a client survives fork(); in the child the first call re-registers with the daemon
@@ -307,7 +307,8 @@ SEGBUS_API void segbus_client_close(segbus_client_t *client);
  * Thread-safe. */
 SEGBUS_API int segbus_flush(segbus_client_t *client, int64_t timeout_ms);
 
-/* Counters of one client since it was opened (for this process: a forked child starts at 0). */
+/* Counters of one client since it was opened (a forked child starts from the parent's counts
+ * at the fork). */
 struct segbus_client_stats {
     uint64_t sent;    /* events committed to the ring */
     uint64_t full;    /* calls that found the ring full (error or block timeout) */
