@@ -35,7 +35,8 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     if (o->discard)
         return 0;
     uint32_t head[2] = {rec->len, rec->producer};
-    if (fwrite(head, sizeof head, 1, stdout) != 1 || fwrite(rec->data, 1, rec->len, stdout) != rec->len)
+    if (fwrite(head, sizeof head, 1, stdout) != 1 ||
+        fwrite(rec->data, 1, rec->len, stdout) != rec->len)
         return 1;
     return 0;
 }
