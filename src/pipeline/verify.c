@@ -1,0 +1,216 @@
+/* verify.c: the verify stage: decode an event's msgpack (with the bounds-checked cursor of
+ * src/mp) and check it is a Segment event that Segment would accept, filling its metadata. */
+#include "pipeline/verify.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "mp/mp_reader.h"
+
+const char *const sb_verify_reasons[] = {
+    "malformed", "not_a_map",   "too_large",      "no_type",    "bad_type",      "no_identity",
+    "no_event",  "no_group_id", "no_previous_id", "no_user_id", "no_message_id", "bad_message_id",
+    "bad_field", NULL};
+
+static const char *const call_names[SB_CALL_COUNT] = {"identify", "track", "page",
+                                                      "screen",   "group", "alias"};
+
+const char *sb_call_name(enum sb_call call)
+{
+    return (unsigned)call < SB_CALL_COUNT ? call_names[call] : "unknown";
+}
+
+/* The top-level keys verify looks at. */
+enum key {
+    K_TYPE,
+    K_USER_ID,
+    K_ANONYMOUS_ID,
+    K_MESSAGE_ID,
+    K_EVENT,
+    K_NAME,
+    K_GROUP_ID,
+    K_PREVIOUS_ID,
+    K_PROPERTIES,
+    K_TRAITS,
+    K_CONTEXT,
+    K_INTEGRATIONS,
+    K_TIMESTAMP,
+    K_COUNT
+};
+static const struct {
+    const char *s;
+    uint8_t len;
+} keys[K_COUNT] = {
+    {"type", 4},    {"userId", 6},        {"anonymousId", 11}, {"messageId", 9},   {"event", 5},
+    {"name", 4},    {"groupId", 7},       {"previousId", 10},  {"properties", 10}, {"traits", 6},
+    {"context", 7}, {"integrations", 12}, {"timestamp", 9},
+};
+
+static int key_index(const uint8_t *s, uint32_t len)
+{
+    for (int i = 0; i < K_COUNT; i++)
+        if (keys[i].len == len && memcmp(keys[i].s, s, len) == 0)
+            return i;
+    return -1;
+}
+
+#define BAD(r) (-1 - (int)(r))
+
+int sb_event_inspect(const uint8_t *data, size_t len, struct sb_event_meta *meta)
+{
+    struct sb_mp_reader r;
+    struct sb_mp_item top, key, val;
+    struct {
+        const uint8_t *ptr; /* str payload, or the value's first byte for containers */
+        uint32_t len;
+        enum sb_mp_type type;
+    } found[K_COUNT];
+    uint32_t seen = 0;
+
+    meta->message_id = meta->event = meta->user_id = meta->integrations = NULL;
+    meta->message_id_len = meta->event_len = meta->user_id_len = meta->integrations_len = 0;
+    if (len > SB_SEGMENT_MAX_EVENT_BYTES)
+        return BAD(SB_VERIFY_TOO_LARGE);
+    /* One well-formed value and nothing after it; depth bounded so that later stages and the
+     * JSON writer can recurse safely. */
+    if (sb_mp_check(data, len, 64) != 0)
+        return BAD(SB_VERIFY_MALFORMED);
+    sb_mp_reader_init(&r, data, len);
+    if (sb_mp_next(&r, &top) != 0)
+        return BAD(SB_VERIFY_MALFORMED);
+    if (top.type != SB_MP_MAP)
+        return BAD(SB_VERIFY_NOT_A_MAP);
+    for (uint32_t i = 0; i < top.v.count; i++) {
+        struct sb_mp_reader at;
+        int k;
+
+        if (sb_mp_next(&r, &key) != 0)
+            return BAD(SB_VERIFY_MALFORMED);
+        if (key.type != SB_MP_STR) {
+            if (sb_mp_skip(&r) != 0)
+                return BAD(SB_VERIFY_MALFORMED);
+            continue; /* not a field Segment knows; the JSON writer stringifies it */
+        }
+        k = key_index(key.v.str.ptr, key.v.str.len);
+        at = r;
+        if (sb_mp_peek(&r, &val) != 0)
+            return BAD(SB_VERIFY_MALFORMED);
+        if (val.type == SB_MP_ARRAY || val.type == SB_MP_MAP) {
+            if (sb_mp_skip(&r) != 0)
+                return BAD(SB_VERIFY_MALFORMED);
+        } else if (sb_mp_next(&r, &val) != 0) {
+            return BAD(SB_VERIFY_MALFORMED);
+        }
+        if (k < 0)
+            continue;
+        if (seen & (1u << k))
+            return BAD(SB_VERIFY_BAD_FIELD); /* which of two userIds would a destination see? */
+        seen |= 1u << k;
+        found[k].type = val.type;
+        if (val.type == SB_MP_STR) {
+            found[k].ptr = val.v.str.ptr;
+            found[k].len = val.v.str.len;
+        } else {
+            found[k].ptr = at.p;
+            found[k].len = (uint32_t)(r.p - at.p);
+        }
+    }
+
+#define HAS(k) ((seen & (1u << (k))) != 0)
+#define HAS_STR(k) (HAS(k) && found[k].type == SB_MP_STR && found[k].len > 0)
+#define NIL(k) (HAS(k) && found[k].type == SB_MP_NIL)
+    if (!HAS(K_TYPE))
+        return BAD(SB_VERIFY_NO_TYPE);
+    if (found[K_TYPE].type != SB_MP_STR)
+        return BAD(SB_VERIFY_BAD_TYPE);
+    meta->call = SB_CALL_COUNT;
+    for (int c = 0; c < SB_CALL_COUNT; c++)
+        if (strlen(call_names[c]) == found[K_TYPE].len &&
+            memcmp(call_names[c], found[K_TYPE].ptr, found[K_TYPE].len) == 0)
+            meta->call = (enum sb_call)c;
+    if (meta->call == SB_CALL_COUNT)
+        return BAD(SB_VERIFY_BAD_TYPE);
+    /* Identity fields: a string, or null (as some SDKs send for the absent one). */
+    for (int k = K_USER_ID; k <= K_ANONYMOUS_ID; k++)
+        if (HAS(k) && found[k].type != SB_MP_STR && !NIL(k))
+            return BAD(SB_VERIFY_BAD_FIELD);
+    if (meta->call == SB_CALL_ALIAS) {
+        if (!HAS_STR(K_PREVIOUS_ID))
+            return BAD(SB_VERIFY_NO_PREVIOUS_ID);
+        if (!HAS_STR(K_USER_ID))
+            return BAD(SB_VERIFY_NO_USER_ID);
+    } else if (!HAS_STR(K_USER_ID) && !HAS_STR(K_ANONYMOUS_ID)) {
+        return BAD(SB_VERIFY_NO_IDENTITY);
+    }
+    if (meta->call == SB_CALL_TRACK && !HAS_STR(K_EVENT))
+        return BAD(SB_VERIFY_NO_EVENT);
+    if (meta->call == SB_CALL_GROUP && !HAS_STR(K_GROUP_ID))
+        return BAD(SB_VERIFY_NO_GROUP_ID);
+    if (!HAS(K_MESSAGE_ID))
+        return BAD(SB_VERIFY_NO_MESSAGE_ID);
+    if (found[K_MESSAGE_ID].type != SB_MP_STR || found[K_MESSAGE_ID].len == 0 ||
+        found[K_MESSAGE_ID].len > SB_SEGMENT_MAX_MESSAGEID)
+        return BAD(SB_VERIFY_BAD_MESSAGE_ID);
+    for (int k = K_PROPERTIES; k <= K_INTEGRATIONS; k++)
+        if (HAS(k) && found[k].type != SB_MP_MAP && !NIL(k))
+            return BAD(SB_VERIFY_BAD_FIELD);
+    if (HAS(K_TIMESTAMP) && found[K_TIMESTAMP].type != SB_MP_STR && !NIL(K_TIMESTAMP))
+        return BAD(SB_VERIFY_BAD_FIELD);
+    if ((HAS(K_EVENT) && found[K_EVENT].type != SB_MP_STR && !NIL(K_EVENT)) ||
+        (HAS(K_NAME) && found[K_NAME].type != SB_MP_STR && !NIL(K_NAME)) ||
+        (HAS(K_GROUP_ID) && found[K_GROUP_ID].type != SB_MP_STR && !NIL(K_GROUP_ID)) ||
+        (HAS(K_PREVIOUS_ID) && found[K_PREVIOUS_ID].type != SB_MP_STR && !NIL(K_PREVIOUS_ID)))
+        return BAD(SB_VERIFY_BAD_FIELD);
+
+    meta->message_id = found[K_MESSAGE_ID].ptr;
+    meta->message_id_len = found[K_MESSAGE_ID].len;
+    if (meta->call == SB_CALL_TRACK) {
+        meta->event = found[K_EVENT].ptr;
+        meta->event_len = found[K_EVENT].len;
+    } else if ((meta->call == SB_CALL_PAGE || meta->call == SB_CALL_SCREEN) && HAS_STR(K_NAME)) {
+        meta->event = found[K_NAME].ptr;
+        meta->event_len = found[K_NAME].len;
+    }
+    if (HAS_STR(K_USER_ID)) {
+        meta->user_id = found[K_USER_ID].ptr;
+        meta->user_id_len = found[K_USER_ID].len;
+    }
+    if (HAS(K_INTEGRATIONS) && found[K_INTEGRATIONS].type == SB_MP_MAP) {
+        meta->integrations = found[K_INTEGRATIONS].ptr;
+        meta->integrations_len = found[K_INTEGRATIONS].len;
+    }
+    return 0;
+#undef HAS
+#undef HAS_STR
+#undef NIL
+}
+
+static int verify_process(struct sb_stage *stage, struct sb_stage_event *ev)
+{
+    int rc = sb_event_inspect(ev->data, ev->len, ev->meta);
+
+    if (rc == 0)
+        return SB_STAGE_PASS;
+    ev->reason = (unsigned)(-1 - rc);
+    return SB_STAGE_DROP;
+}
+
+static void verify_destroy(struct sb_stage *stage)
+{
+    free(stage);
+}
+
+struct sb_stage *sb_verify_stage_new(void)
+{
+    struct sb_stage *s = calloc(1, sizeof *s);
+
+    if (!s)
+        return NULL;
+    s->name = "verify";
+    s->reasons = sb_verify_reasons;
+    s->process = verify_process;
+    s->destroy = verify_destroy;
+    return s;
+}

@@ -1,0 +1,274 @@
+// verify_test.cc: the verify stage and the pipeline runner: every reason, metadata, mutations.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "event_util.h"
+
+extern "C" {
+#include "pipeline/stage.h"
+#include "pipeline/verify.h"
+}
+
+using namespace sbt;
+
+namespace
+{
+
+int inspect(const std::string &b, sb_event_meta *m = nullptr)
+{
+    sb_event_meta tmp{};
+    return sb_event_inspect((const uint8_t *)b.data(), b.size(), m ? m : &tmp);
+}
+
+int reason(const Fields &f)
+{
+    int rc = inspect(pack(f));
+    return rc == 0 ? -1 : -1 - rc;
+}
+
+TEST(Verify, AllSixCallsPass)
+{
+    Val id = Val::str("m-1");
+    struct {
+        Fields f;
+        sb_call call;
+    } ok[] = {
+        {{{"type", Val::str("identify")}, {"userId", Val::str("u")}, {"messageId", id}},
+         SB_CALL_IDENTIFY},
+        {{{"type", Val::str("track")},
+          {"anonymousId", Val::str("a")},
+          {"event", Val::str("E")},
+          {"messageId", id}},
+         SB_CALL_TRACK},
+        {{{"type", Val::str("page")},
+          {"userId", Val::str("u")},
+          {"name", Val::str("Home")},
+          {"messageId", id}},
+         SB_CALL_PAGE},
+        {{{"type", Val::str("screen")}, {"userId", Val::str("u")}, {"messageId", id}},
+         SB_CALL_SCREEN},
+        {{{"type", Val::str("group")},
+          {"userId", Val::str("u")},
+          {"groupId", Val::str("g")},
+          {"messageId", id}},
+         SB_CALL_GROUP},
+        {{{"type", Val::str("alias")},
+          {"userId", Val::str("u")},
+          {"previousId", Val::str("p")},
+          {"messageId", id}},
+         SB_CALL_ALIAS},
+    };
+    for (auto &c : ok) {
+        sb_event_meta m{};
+        std::string b = pack(c.f);
+        ASSERT_EQ(inspect(b, &m), 0) << sb_call_name(c.call);
+        EXPECT_EQ(m.call, c.call);
+        ASSERT_EQ(m.message_id_len, 3u);
+        EXPECT_EQ(std::memcmp(m.message_id, "m-1", 3), 0);
+        EXPECT_GE(m.message_id, (const uint8_t *)b.data());
+        EXPECT_LE(m.message_id + 3, (const uint8_t *)b.data() + b.size());
+    }
+}
+
+TEST(Verify, MetadataPointsIntoTheEvent)
+{
+    std::string integ = map_raw({{"All", Val::raw("\xc2")}});
+    std::string b = pack({{"type", Val::str("track")},
+                          {"userId", Val::str("user-7")},
+                          {"event", Val::str("Signed Up")},
+                          {"integrations", Val::raw(integ)},
+                          {"messageId", Val::str("abc")}});
+    sb_event_meta m{};
+    ASSERT_EQ(inspect(b, &m), 0);
+    EXPECT_EQ(std::string((const char *)m.event, m.event_len), "Signed Up");
+    EXPECT_EQ(std::string((const char *)m.user_id, m.user_id_len), "user-7");
+    EXPECT_EQ(std::string((const char *)m.integrations, m.integrations_len), integ);
+}
+
+TEST(Verify, EachReason)
+{
+    Val id = Val::str("m");
+    EXPECT_EQ(reason({{"userId", Val::str("u")}, {"messageId", id}}), SB_VERIFY_NO_TYPE);
+    EXPECT_EQ(reason({{"type", Val::str("trak")}, {"userId", Val::str("u")}, {"messageId", id}}),
+              SB_VERIFY_BAD_TYPE);
+    EXPECT_EQ(reason({{"type", Val::num(1)}, {"userId", Val::str("u")}, {"messageId", id}}),
+              SB_VERIFY_BAD_TYPE);
+    EXPECT_EQ(reason({{"type", Val::str("identify")}, {"messageId", id}}), SB_VERIFY_NO_IDENTITY);
+    EXPECT_EQ(reason({{"type", Val::str("identify")}, {"userId", Val::str("")}, {"messageId", id}}),
+              SB_VERIFY_NO_IDENTITY);
+    EXPECT_EQ(reason({{"type", Val::str("identify")},
+                      {"userId", Val::nil()},
+                      {"anonymousId", Val::str("a")},
+                      {"messageId", id}}),
+              -1); // null userId with an anonymousId is fine
+    EXPECT_EQ(reason({{"type", Val::str("identify")}, {"userId", Val::num(5)}, {"messageId", id}}),
+              SB_VERIFY_BAD_FIELD);
+    EXPECT_EQ(reason({{"type", Val::str("track")}, {"userId", Val::str("u")}, {"messageId", id}}),
+              SB_VERIFY_NO_EVENT);
+    EXPECT_EQ(reason({{"type", Val::str("group")}, {"userId", Val::str("u")}, {"messageId", id}}),
+              SB_VERIFY_NO_GROUP_ID);
+    EXPECT_EQ(reason({{"type", Val::str("alias")}, {"userId", Val::str("u")}, {"messageId", id}}),
+              SB_VERIFY_NO_PREVIOUS_ID);
+    EXPECT_EQ(reason({{"type", Val::str("alias")},
+                      {"anonymousId", Val::str("a")},
+                      {"previousId", Val::str("p")},
+                      {"messageId", id}}),
+              SB_VERIFY_NO_USER_ID);
+    EXPECT_EQ(reason({{"type", Val::str("identify")}, {"userId", Val::str("u")}}),
+              SB_VERIFY_NO_MESSAGE_ID);
+    EXPECT_EQ(reason({{"type", Val::str("identify")},
+                      {"userId", Val::str("u")},
+                      {"messageId", Val::str(std::string(101, 'x'))}}),
+              SB_VERIFY_BAD_MESSAGE_ID);
+    EXPECT_EQ(reason({{"type", Val::str("identify")},
+                      {"userId", Val::str("u")},
+                      {"messageId", Val::str(std::string(100, 'x'))}}),
+              -1);
+    EXPECT_EQ(reason({{"type", Val::str("identify")},
+                      {"userId", Val::str("u")},
+                      {"messageId", Val::num(7)}}),
+              SB_VERIFY_BAD_MESSAGE_ID);
+    EXPECT_EQ(reason({{"type", Val::str("identify")},
+                      {"userId", Val::str("u")},
+                      {"traits", Val::str("not a map")},
+                      {"messageId", id}}),
+              SB_VERIFY_BAD_FIELD);
+    EXPECT_EQ(reason({{"type", Val::str("identify")},
+                      {"userId", Val::str("u")},
+                      {"userId", Val::str("v")},
+                      {"messageId", id}}),
+              SB_VERIFY_BAD_FIELD);
+    // Not a map, trailing bytes, truncation, too large.
+    EXPECT_EQ(-1 - inspect("\x93\x01\x02\x03"), SB_VERIFY_NOT_A_MAP);
+    std::string ok = track("m1");
+    ASSERT_EQ(inspect(ok), 0);
+    EXPECT_EQ(-1 - inspect(ok + "\x01"), SB_VERIFY_MALFORMED);
+    EXPECT_EQ(-1 - inspect(ok.substr(0, ok.size() - 1)), SB_VERIFY_MALFORMED);
+    EXPECT_EQ(-1 - inspect(""), SB_VERIFY_MALFORMED);
+    std::string big = pack({{"type", Val::str("track")},
+                            {"userId", Val::str("u")},
+                            {"event", Val::str("E")},
+                            {"messageId", id},
+                            {"pad", Val::str(std::string(32768, 'p'))}});
+    EXPECT_EQ(-1 - inspect(big), SB_VERIFY_TOO_LARGE);
+}
+
+// Every single-byte mutation and truncation of a valid event, plus random bytes: verify
+// answers (pass or a reason) and never reads out of bounds (ASan build).
+TEST(Verify, MutationsNeverCrash)
+{
+    std::string ok = track("0190d9f2-7c1a-7cc0-8a1b-9d5e8f1a2b3c");
+    size_t passed = 0, total = 0;
+    for (size_t i = 0; i < ok.size(); i++) {
+        for (int v : {0x00, 0xc1, 0xdf, 0xff, 0x80, 0xa0, 0xdb, 0xdd}) {
+            std::string m = ok;
+            m[i] = (char)v;
+            std::string heap(m); // exact-size allocation so ASan sees overreads
+            passed += inspect(heap) == 0;
+            total++;
+        }
+        std::string cut = ok.substr(0, i);
+        EXPECT_NE(inspect(cut), 0);
+    }
+    std::mt19937_64 rng(42);
+    for (int n = 0; n < 20000; n++) {
+        std::string r(rng() % 64, '\0');
+        for (auto &c : r)
+            c = (char)rng();
+        inspect(r);
+    }
+    EXPECT_LT(passed, total); // mutations are caught
+}
+
+struct Upper {
+    static int process(sb_stage *, sb_stage_event *ev)
+    {
+        // Replace the event with one whose event name is upper-cased.
+        sb_buf_clear(ev->scratch);
+        std::string b = track("m-repl", "u1", "SHOUTED");
+        sb_buf_append(ev->scratch, b.data(), b.size());
+        return SB_STAGE_REPLACE;
+    }
+    static int broken(sb_stage *, sb_stage_event *ev)
+    {
+        sb_buf_clear(ev->scratch);
+        sb_buf_append(ev->scratch, "\x90", 1);
+        return SB_STAGE_REPLACE;
+    }
+    static int drop_second(sb_stage *, sb_stage_event *ev)
+    {
+        if (ev->meta->event_len == 7) {
+            ev->reason = 1;
+            return SB_STAGE_DROP;
+        }
+        return SB_STAGE_PASS;
+    }
+    static void destroy(sb_stage *s)
+    {
+        free(s);
+    }
+};
+
+sb_stage *make_stage(const char *name, int (*fn)(sb_stage *, sb_stage_event *),
+                     const char *const *reasons = nullptr)
+{
+    sb_stage *s = (sb_stage *)calloc(1, sizeof *s);
+    s->name = name;
+    s->process = fn;
+    s->destroy = Upper::destroy;
+    s->reasons = reasons;
+    return s;
+}
+
+TEST(Pipeline, PassDropReplaceAndCounters)
+{
+    static const char *const reasons[] = {"a", "seven", nullptr};
+    sb_pipeline *p;
+    ASSERT_EQ(sb_pipeline_new(&p), 0);
+    ASSERT_EQ(sb_pipeline_add(p, sb_verify_stage_new()), 0);
+    ASSERT_EQ(sb_pipeline_add(p, make_stage("upper", Upper::process)), 0);
+    ASSERT_EQ(sb_pipeline_add(p, make_stage("filter", Upper::drop_second, reasons)), 0);
+
+    std::string ev = track("m-orig");
+    sb_event_meta m{};
+    const uint8_t *out;
+    size_t out_len;
+    ASSERT_EQ(sb_pipeline_run(p, (const uint8_t *)ev.data(), ev.size(), &m, &out, &out_len),
+              SB_STAGE_DROP); // "SHOUTED" has 7 letters
+    sb_stage *const *st;
+    ASSERT_EQ(sb_pipeline_stages(p, &st), 3u);
+    EXPECT_EQ(st[0]->passed, 1u);
+    EXPECT_EQ(st[1]->replaced, 1u);
+    EXPECT_EQ(st[2]->dropped[1], 1u);
+    EXPECT_EQ(std::string((const char *)m.message_id, m.message_id_len), "m-repl");
+
+    // A bad event stops at verify with its reason.
+    std::string bad = pack({{"type", Val::str("track")}, {"messageId", Val::str("x")}});
+    EXPECT_EQ(sb_pipeline_run(p, (const uint8_t *)bad.data(), bad.size(), &m, &out, &out_len),
+              SB_STAGE_DROP);
+    EXPECT_EQ(st[0]->dropped[SB_VERIFY_NO_IDENTITY], 1u);
+    sb_pipeline_free(p);
+
+    // A replacement that is not an event is dropped against its stage.
+    ASSERT_EQ(sb_pipeline_new(&p), 0);
+    ASSERT_EQ(sb_pipeline_add(p, sb_verify_stage_new()), 0);
+    ASSERT_EQ(sb_pipeline_add(p, make_stage("broken", Upper::broken)), 0);
+    EXPECT_EQ(sb_pipeline_run(p, (const uint8_t *)ev.data(), ev.size(), &m, &out, &out_len),
+              SB_STAGE_DROP);
+    sb_pipeline_stages(p, &st);
+    EXPECT_EQ(st[1]->dropped[st[1]->n_reasons + 1], 1u);
+    sb_pipeline_free(p);
+
+    // An empty pipeline passes the input through untouched.
+    ASSERT_EQ(sb_pipeline_new(&p), 0);
+    EXPECT_EQ(sb_pipeline_run(p, (const uint8_t *)ev.data(), ev.size(), &m, &out, &out_len),
+              SB_STAGE_PASS);
+    EXPECT_EQ(out, (const uint8_t *)ev.data());
+    EXPECT_EQ(out_len, ev.size());
+    sb_pipeline_free(p);
+}
+
+} // namespace
