@@ -27,7 +27,7 @@ struct sb_op {
     sb_op_fn fn;
 };
 
-#define SB_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define SB_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Create a loop with an SQ of `entries` (a power of two). 0 or -errno. */
 int sb_loop_new(struct sb_loop **out, unsigned entries);
