@@ -101,7 +101,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
     if (p->last_cb != 2) {
         if (nul(p, &p->strs) < 0)
             return -1;
-        size_t *offs = (size_t *)p->hdr_offs.data;
+        size_t *offs = (size_t *)(void *)p->hdr_offs.data;
         size_t n = p->hdr_offs.len / (2 * sizeof(size_t));
         offs[2 * (n - 1) + 1] = p->strs.len;
         p->last_cb = 2;
@@ -118,7 +118,7 @@ static int on_headers_complete(http_parser *hp)
         /* a field without a value cannot be produced by http-parser, but stay safe */
         if (nul(p, &p->strs) < 0)
             return -1;
-        size_t *offs = (size_t *)p->hdr_offs.data;
+        size_t *offs = (size_t *)(void *)p->hdr_offs.data;
         size_t n = p->hdr_offs.len / (2 * sizeof(size_t));
         offs[2 * (n - 1) + 1] = p->strs.len;
     }
@@ -128,8 +128,8 @@ static int on_headers_complete(http_parser *hp)
     sb_buf_clear(&p->hdrs);
     if (sb_buf_reserve(&p->hdrs, (n + 1) * sizeof(struct sb_http_header)) < 0)
         return fail(p, -ENOMEM, 500, "out of memory");
-    struct sb_http_header *h = (struct sb_http_header *)p->hdrs.data;
-    const size_t *offs = (const size_t *)p->hdr_offs.data;
+    struct sb_http_header *h = (struct sb_http_header *)(void *)p->hdrs.data;
+    const size_t *offs = (const size_t *)(const void *)p->hdr_offs.data;
     for (size_t i = 0; i < n; i++) {
         h[i].name = (const char *)p->strs.data + offs[2 * i];
         h[i].value = (const char *)p->strs.data + offs[2 * i + 1];
@@ -149,8 +149,14 @@ static int on_headers_complete(http_parser *hp)
             return -1;
         const char *q = memchr(p->url.data, '?', ulen);
         size_t plen = q ? (size_t)(q - (const char *)p->url.data) : ulen;
-        if (sb_buf_append(&p->url, p->url.data, plen) < 0 || nul(p, &p->url) < 0)
+        /* path = target up to '?', stored after it; reserve first: appending a buffer to
+         * itself would read freed memory if it moved */
+        if (sb_buf_reserve(&p->url, plen + 1) < 0)
             return fail(p, -ENOMEM, 500, "out of memory");
+        memcpy(p->url.data + p->url.len, p->url.data, plen);
+        p->url.len += plen;
+        if (nul(p, &p->url) < 0)
+            return -1;
         p->msg.target = (const char *)p->url.data;
         p->msg.path = (const char *)p->url.data + ulen + 1;
         p->msg.method = http_method_str((enum http_method)hp->method);

@@ -27,6 +27,7 @@ struct sb_op {
     sb_op_fn fn;
 };
 
+/* via void *: the member's address came from a real `type`, so its alignment is fine */
 #define SB_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Create a loop with an SQ of `entries` (a power of two). 0 or -errno. */
