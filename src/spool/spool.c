@@ -579,6 +579,12 @@ static void commit_start(struct sb_spool *sp)
     c->err = 0;
     c->outstanding = 0;
     c->t_start = sb_now_ns();
+    /* Room for every SQE of the commit in the SQ now, so that sb_loop_sqe() never has to
+     * submit half a link chain to make room (the link flags are set on unsubmitted SQEs). */
+    struct io_uring *ring = sb_loop_ring(sp->loop);
+    if (io_uring_sq_space_left(ring) < 2 * c->n + 1)
+        io_uring_submit(ring);
+    struct io_uring_sqe *prev_f = NULL;
     for (unsigned i = 0; i < c->n; i++) {
         struct chunk *ch = &c->ch[i];
         c->t_written[i] = 0;
@@ -596,9 +602,15 @@ static void commit_start(struct sb_spool *sp)
             c->err = -EBUSY;
             break;
         }
-        struct io_uring_sqe *f = sb_loop_sqe(sp->loop, &c->f_io[i].op, commit_cqe);
+        /* A commit spanning two segments is one chain: the new segment is written only after
+         * the old one's fdatasync succeeded. So after a crash a record in a newer segment
+         * proves every older one durable, and a torn record can only be in the newest
+         * segment with records: the tail that recovery truncates. */
+        if (prev_f)
+            prev_f->flags |= IOSQE_IO_LINK;
         io_uring_prep_write(w, ch->seg->fd, ch->buf.data, (unsigned)ch->buf.len, ch->off);
         c->outstanding++;
+        struct io_uring_sqe *f = sb_loop_sqe(sp->loop, &c->f_io[i].op, commit_cqe);
         if (!f) {
             c->err = -EBUSY;
             break;
@@ -608,6 +620,7 @@ static void commit_start(struct sb_spool *sp)
         w->flags |= IOSQE_IO_LINK;
         io_uring_prep_fsync(f, ch->seg->fd, IORING_FSYNC_DATASYNC);
         c->outstanding++;
+        prev_f = f;
     }
     if (!c->err && sp->dir_dirty) {
         struct io_uring_sqe *d = sb_loop_sqe(sp->loop, &c->d_io.op, commit_cqe);
@@ -742,7 +755,7 @@ static void try_redo(struct sb_spool *sp)
     struct seg *s;
     int r = seg_new(sp, sp->durable_seq + 1, &s);
     if (r < 0) {
-        if (r != sp->stall_err || !sp->retry.armed)
+        if (r != sp->stall_err) /* once per distinct error, not once per retry */
             sb_warn(MOD,
                     "%s: no new segment for %llu records waiting to be rewritten: %s; "
                     "appends fail until it works (retry every %llu ms)",
@@ -826,7 +839,9 @@ static void commit_cqe(struct sb_op *op, int res, uint32_t flags)
     if (op != &c->d_io.op && op == &c->w_io[i].op) {
         if (res >= 0 && (size_t)res != c->ch[i].buf.len)
             res = -EIO; /* short write: the linked fsync was cancelled; fail, never patch up */
-        if (res < 0) {
+        if (res == -ECANCELED && c->err) {
+            /* Cancelled because an earlier op of the chain failed; already counted. */
+        } else if (res < 0) {
             sp->st.write_errors++;
             if (!c->err)
                 c->err = res;
@@ -1317,7 +1332,8 @@ static int recover(struct sb_spool *sp, const char *const *names)
         f[nf].fd = -1;
         nf++;
     }
-    qsort(f, nf, sizeof *f, cmp_found);
+    if (nf)
+        qsort(f, nf, sizeof *f, cmp_found);
 
     uint64_t lowest = UINT64_MAX; /* the lowest cursor among outputs that have one */
     bool any_have = false;

@@ -284,6 +284,8 @@ int sb_spool_scan_segment(sb_spool_pread_fn rd, void *ctx, struct sb_spool_scan 
     uint64_t off = SB_SPOOL_SEG_HDR_BYTES; /* file offset of scratch->data[pos] */
     size_t pos = 0;
     sb_buf_clear(scratch);
+    if (sb_buf_reserve(scratch, SB_SPOOL_REC_HDR_BYTES) < 0) /* data is never NULL below */
+        return -ENOMEM;
     for (;;) {
         struct sb_spool_rec rec;
         size_t need = 0;
@@ -294,7 +296,8 @@ int sb_spool_scan_segment(sb_spool_pread_fn rd, void *ctx, struct sb_spool_scan 
             uint64_t want = need < left ? need : left;
             if (avail < want) {
                 /* Slide the unread bytes to the front and read a window (at least `want`). */
-                memmove(scratch->data, scratch->data + pos, avail);
+                if (avail)
+                    memmove(scratch->data, scratch->data + pos, avail);
                 scratch->len = avail;
                 pos = 0;
                 size_t wnd = want > SCAN_WINDOW ? (size_t)want : SCAN_WINDOW;

@@ -273,4 +273,77 @@ TEST(SpoolFault, FullFileSystemIsReportedSurvivedAndRecovered)
     sb_loop_free(loop);
 }
 
+TEST(SpoolFault, FailedFsyncOnFullDiskStallsThenRewritesWhenSpaceReturns)
+{
+    Tmpfs fs;
+    fs.dir = make_tmpdir();
+    ASSERT_FALSE(fs.dir.empty());
+    ASSERT_EQ(0, mount("tmpfs", fs.dir.c_str(), "tmpfs", 0, "size=1m,mode=0700"))
+        << "mount tmpfs: " << strerror(errno);
+    fs.mounted = true;
+    sb_loop *loop = nullptr;
+    ASSERT_EQ(0, sb_loop_new(&loop, 64));
+    Durable dur;
+    sb_spool_opts o;
+    sb_spool_opts_init(&o);
+    std::string dir = fs.dir + "/spool";
+    o.dir = dir.c_str();
+    o.segment_bytes = 64 << 10;
+    o.retry_ns = 20000000; // 20 ms
+    o.on_durable = Durable::fn;
+    o.arg = &dur;
+    const char *outs[] = {"a"};
+    sb_spool *sp = nullptr;
+    ASSERT_EQ(0, sb_spool_open(&sp, loop, &o, outs, 1));
+    auto run_until = [&](const std::function<bool()> &pred) {
+        uint64_t end = sb_now_ns() + 10000000000ull;
+        while (!pred() && sb_now_ns() < end)
+            sb_loop_run_once(loop, 10000000);
+        return pred();
+    };
+    uint64_t seq = 0;
+    for (uint64_t i = 1; i <= 10; i++) {
+        std::string p = payload(i, 500);
+        ASSERT_EQ(0, sb_spool_append(sp, p.data(), p.size(), &seq));
+    }
+    ASSERT_TRUE(run_until([&] { return dur.upto == 10; }));
+    // Fill every remaining byte of the file system.
+    std::string ballast = fs.dir + "/ballast";
+    int fd = ::open(ballast.c_str(), O_WRONLY | O_CREAT, 0600);
+    ASSERT_GE(fd, 0);
+    std::string chunk(4096, 'b');
+    while (write(fd, chunk.data(), chunk.size()) == (ssize_t)chunk.size()) {
+    }
+    close(fd);
+    // The next commit's fdatasync "fails": the records must go to a new segment, which the
+    // full disk refuses: the spool stalls and says so.
+    sb_spool_inject_fsync_error(sp, 1, -EIO);
+    std::string p11 = payload(11, 500);
+    ASSERT_EQ(0, sb_spool_append(sp, p11.data(), p11.size(), &seq));
+    sb_spool_stats st;
+    ASSERT_TRUE(run_until([&] {
+        sb_spool_get_stats(sp, &st);
+        return st.fsync_errors == 1;
+    }));
+    std::string p12 = payload(12, 500);
+    EXPECT_EQ(-ENOSPC, sb_spool_append(sp, p12.data(), p12.size(), &seq));
+    for (int i = 0; i < 5; i++)
+        sb_loop_run_once(loop, 30000000); // retries happen, and fail
+    EXPECT_EQ(10u, dur.upto) << "record 11 cannot be durable while the disk is full";
+    EXPECT_EQ(-ENOSPC, sb_spool_append(sp, p12.data(), p12.size(), &seq));
+    // Space returns: the retry timer rewrites record 11 and commits it.
+    ASSERT_EQ(0, unlink(ballast.c_str()));
+    ASSERT_TRUE(run_until([&] { return dur.upto == 11; }));
+    ASSERT_EQ(0, sb_spool_append(sp, p12.data(), p12.size(), &seq));
+    EXPECT_EQ(12u, seq);
+    ASSERT_TRUE(run_until([&] { return dur.upto == 12; }));
+    expect_seqs(read_all(sp, 0), 1, 12, 500);
+    ASSERT_EQ(0, sb_spool_close(sp));
+    sp = nullptr;
+    ASSERT_EQ(0, sb_spool_open(&sp, loop, &o, outs, 1));
+    expect_seqs(read_all(sp, 0), 1, 12, 500);
+    ASSERT_EQ(0, sb_spool_close(sp));
+    sb_loop_free(loop);
+}
+
 } // namespace
