@@ -69,6 +69,11 @@ void sb_schema_free(struct sb_schema *schema);
 int sb_schema_validate(const struct sb_schema *schema, const uint8_t *inst, size_t len,
                        struct sb_violations *out);
 
+/* sb_schema_validate for bytes the caller already passed through sb_mp_check(inst, len, 256)
+ * (the plan checks an event once for all its rules). */
+int sb_schema_validate_checked(const struct sb_schema *schema, const uint8_t *inst, size_t len,
+                               struct sb_violations *out);
+
 /* Check that a JSON text is a valid draft-07 schema (against the meta-schema) and compiles.
  * 0 or an error as for sb_schema_compile_json, with the first problem in err. */
 int sb_schema_lint_json(const char *json, size_t len, char *err, size_t errlen);
