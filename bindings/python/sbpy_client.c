@@ -100,6 +100,11 @@ static PyObject *intern(const char *s)
 
 PyObject *sbpy_client_setup(PyObject *fmt_timestamp, PyObject *warn)
 {
+    if (!PyDateTimeAPI) { /* datetime.h's capsule pointer is per C file: import it here too */
+        PyDateTime_IMPORT;
+        if (!PyDateTimeAPI)
+            return NULL;
+    }
     Py_XINCREF(fmt_timestamp);
     Py_XINCREF(warn);
     Py_XSETREF(fmt_timestamp_fn, fmt_timestamp);
