@@ -25,9 +25,10 @@ sink_bin = File.join(build, 'bindings', 'tests', 'segbus_test_sink')
 abort "ruby_bench: no sink at #{sink_bin}" unless File.executable?(sink_bin)
 Dir.mktmpdir do |dir|
   path = File.join(dir, 'segbus.sock')
-  sink = Process.spawn(sink_bin, path, '--discard', err: File::NULL)
-  deadline = Time.now + 5
-  sleep 0.005 until File.exist?(path) || Time.now > deadline
+  err_r, err_w = IO.pipe
+  sink = Process.spawn(sink_bin, path, '--discard', err: err_w)
+  err_w.close
+  abort 'ruby_bench: the sink did not start' unless err_r.gets&.start_with?('sink: ready')
   analytics = Segbus::Analytics.new(write_key: 'bench', socket: path, standalone: false)
   samples = []
   (WARM + ROUNDS).times do |r|
