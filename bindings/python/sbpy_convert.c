@@ -119,7 +119,13 @@ static int pack_utf8(struct sbpy_conv *cv, const char *s, Py_ssize_t n)
 static int pack_str(struct sbpy_conv *cv, PyObject *s)
 {
     Py_ssize_t n;
-    const char *p = PyUnicode_AsUTF8AndSize(s, &n);
+    const char *p;
+    if (PyUnicode_IS_COMPACT_ASCII(s)) { /* the common case: the bytes are the UTF-8 */
+        n = PyUnicode_GET_LENGTH(s);
+        p = (const char *)(((PyASCIIObject *)s) + 1);
+        return pack_utf8(cv, p, n);
+    }
+    p = PyUnicode_AsUTF8AndSize(s, &n);
     if (!p) {
         if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
             return -1;
@@ -202,6 +208,27 @@ static int pack_dict(struct sbpy_conv *cv, PyObject *d)
     }
     PyObject *k, *v;
     while (packed < (uint32_t)n && PyDict_Next(d, &pos, &k, &v)) {
+        if (PyUnicode_CheckExact(k) && PyUnicode_IS_COMPACT_ASCII(k) &&
+            (PyUnicode_CheckExact(v) || PyFloat_CheckExact(v) || PyLong_CheckExact(v))) {
+            /* Fast path: an ASCII str key and a scalar that runs no Python code, so nothing can
+             * change d under us and no references need holding. */
+            cv->path[cv->depth].key = k;
+            size_t mark = cv->buf->size;
+            int rc = pack_utf8(cv, (const char *)(((PyASCIIObject *)k) + 1),
+                               PyUnicode_GET_LENGTH(k));
+            if (rc == 0) {
+                cv->depth++;
+                rc = pack_value(cv, v);
+                cv->depth--;
+            }
+            if (rc < 0)
+                return -1;
+            if (rc == 1)
+                cv->buf->size = mark;
+            else
+                packed++;
+            continue;
+        }
         /* Hold both: converting a value may run Python code (isoformat, __str__) that mutates d. */
         Py_INCREF(k);
         Py_INCREF(v);
