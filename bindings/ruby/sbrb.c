@@ -303,7 +303,12 @@ static int pack_value(struct conv *cv, VALUE v)
 
 static void conv_init(struct conv *cv, msgpack_sbuffer *buf, int strict)
 {
-    memset(cv, 0, sizeof *cv);
+    /* Field by field: the path and error buffers (most of the struct) are written before read. */
+    cv->root = NULL;
+    cv->depth = 0;
+    cv->dropped = 0;
+    cv->failed = 0;
+    cv->error[0] = 0;
     cv->buf = buf;
     cv->strict = strict;
     cv->warnings = Qnil;
@@ -771,7 +776,6 @@ VALUE sbrb_send(VALUE client, int type, int send, VALUE user_id, VALUE anonymous
             return rb_ary_new_from_args(2, Qfalse, rb_str_new_cstr(segbus_strerror(src)));
         rb_raise(rb_eArgError, "segbus: %s: %s", segbus_strerror(src), segbus_last_error());
     }
-    return rb_ary_new_from_args(3, Qtrue, rb_str_new_cstr(sent.message_id),
-                                rb_str_new_cstr(sent.timestamp));
+    return Qtrue;
 }
 #endif /* SBB_HAVE_CLIENT */
