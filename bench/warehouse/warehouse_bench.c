@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <msgpack.h>
 #include <sqlite3.h>
 
@@ -375,6 +376,111 @@ static int bench_sqlite(const char *dir, unsigned n)
     return 0;
 }
 
+/* The naive PostgreSQL peer: one INSERT statement per row, literal values, autocommit. */
+static double pg_naive(const char *conninfo, const char *schema, const struct ev *evs, unsigned n,
+                       double budget_s)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "naive: %s", PQerrorMessage(c));
+        return -1;
+    }
+    struct sb_wh_model m;
+    sb_wh_model_init(&m, NULL);
+    char now[32];
+    sb_wh_now(now);
+    char *sql = NULL;
+    size_t cap = 0;
+    double t0 = now_s();
+    unsigned done = 0;
+    for (; done < n && now_s() - t0 < budget_s; done++) {
+        if (sb_wh_model_event(&m, (const uint8_t *)evs[done].data, evs[done].len, now))
+            return -1;
+        for (size_t r = 0; r < m.nrows; r++) {
+            const struct sb_wh_row *row = &m.rows[r];
+            FILE *f = open_memstream(&sql, &cap);
+            fprintf(f, "INSERT INTO \"%s\".\"%s\" (", schema, row->table);
+            for (size_t i = 0; i < row->nfields; i++)
+                fprintf(f, "%s\"%s\"", i ? "," : "", row->fields[i].name);
+            fprintf(f, ") VALUES (");
+            for (size_t i = 0; i < row->nfields; i++) {
+                const struct sb_wh_value *v = &row->fields[i].v;
+                fputs(i ? "," : "", f);
+                if (v->type == SB_WH_INT)
+                    fprintf(f, "%lld", (long long)v->i);
+                else if (v->type == SB_WH_BOOL)
+                    fputs(v->i ? "true" : "false", f);
+                else if (v->type == SB_WH_REAL)
+                    fprintf(f, "%.17g", v->d);
+                else {
+                    char *q = PQescapeLiteral(c, v->s, v->n);
+                    fputs(q, f);
+                    PQfreemem(q);
+                }
+            }
+            fprintf(f, ") ON CONFLICT (\"id\") DO NOTHING");
+            fclose(f);
+            PGresult *res = PQexec(c, sql);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                fprintf(stderr, "naive insert failed: %s", PQresultErrorMessage(res));
+                return -1;
+            }
+            PQclear(res);
+        }
+    }
+    double dt = now_s() - t0;
+    free(sql);
+    sb_wh_model_free(&m);
+    PQfinish(c);
+    return done / dt;
+}
+
+static int bench_pg(const char *conninfo, unsigned n)
+{
+    struct ev *evs = make_events(n, 0);
+    struct sb_warehouse *w;
+    char err[512];
+    struct sb_warehouse_options opt = {0};
+    opt.schema = "bench";
+    if (sb_warehouse_pg_open(&w, conninfo, &opt, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    double warm = load_all(w, evs, 2000, 1000); /* tables created here */
+    double ours = load_all(w, evs + 2000, n - 2000, 1000);
+    double ours_cpu = last_cpu_rate;
+    sb_warehouse_close(w);
+    if (warm < 0 || ours < 0)
+        return 1;
+    /* the naive way on the same schema, made by our loader then emptied */
+    opt.schema = "naive";
+    if (sb_warehouse_pg_open(&w, conninfo, &opt, err, sizeof(err)))
+        return 1;
+    load_all(w, evs, 2000, 1000);
+    sb_warehouse_close(w);
+    PGconn *c = PQconnectdb(conninfo);
+    PGresult *res = PQexec(c, "DO $$ DECLARE r record; BEGIN FOR r IN SELECT tablename FROM "
+                              "pg_tables WHERE schemaname = 'naive' LOOP EXECUTE 'TRUNCATE "
+                              "naive.' || quote_ident(r.tablename); END LOOP; END $$");
+    PQclear(res);
+    PQfinish(c);
+    double peer = pg_naive(conninfo, "naive", evs + 2000, n - 2000, 3.0);
+    last_cpu_rate = ours_cpu;
+    emit("pg_copy_load_seed_mix", "events/s", ours, "row-by-row autocommit INSERT", peer,
+         ">= 100000", ours >= 100000);
+    /* a resent batch: every row a duplicate */
+    opt.schema = "bench";
+    if (sb_warehouse_pg_open(&w, conninfo, &opt, err, sizeof(err)))
+        return 1;
+    double again = load_all(w, evs + 2000, n - 2000, 1000);
+    sb_warehouse_close(w);
+    emit("pg_reload_duplicates", "events/s", again, NULL, 0, NULL, 0);
+    for (unsigned i = 0; i < n; i++)
+        free(evs[i].data);
+    free(evs);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -419,6 +525,8 @@ int main(int argc, char **argv)
         emit("sqlite_load_only", "events/s", r, NULL, 0, NULL, 0);
         return 0;
     }
+    if (!strcmp(argv[1], "pg"))
+        return bench_pg(argv[2], n);
     fprintf(stderr, "unknown backend %s\n", argv[1]);
     return 2;
 }

@@ -1,0 +1,827 @@
+/* warehouse_pg.c: the PostgreSQL warehouse loader: the same model as SQLite, loaded per batch
+ * with COPY into per-session staging tables, then INSERT ... ON CONFLICT (idempotent on id;
+ * users upserted), schema evolution by ALTER TABLE ADD COLUMN, reconnection. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "common/buf.h"
+#include "outputs/warehouse.h"
+#include "outputs/warehouse_model.h"
+
+#define NULL_LEN UINT32_MAX
+
+struct pg_col {
+    char name[SB_WH_NAME_MAX + 1];
+    enum sb_wh_type type;
+};
+
+/* One target table: its columns (in table order) and this batch's rows. */
+struct pg_table {
+    char name[SB_WH_NAME_MAX + 1];
+    struct sb_wh_map cols; /* name -> (void *)(uintptr_t)(index + 1) */
+    struct pg_col *colv;
+    size_t ncols, capcols;
+    bool upsert;
+    /* the session's staging table: "_sb_stage_<stage>", with stage_ncols columns */
+    unsigned stage;
+    size_t stage_ncols;
+    size_t rounds; /* users: upsert rounds this batch needs */
+    /* this batch's rows, encoded: u32 nfields, then per field u16 column index, u32 length
+     * (NULL_LEN for NULL) and the value as COPY text (escaped) */
+    struct sb_buf rows;
+    size_t nrows;
+    bool touched;
+};
+
+struct pg_wh {
+    struct sb_warehouse base;
+    PGconn *conn;
+    char *conninfo;
+    char *qschema; /* the schema as a quoted identifier */
+    int connect_timeout_s;
+    struct sb_wh_model model;
+    struct sb_wh_map tables; /* name -> struct pg_table* */
+    struct pg_table **touched;
+    size_t ntouched, captouched;
+    unsigned next_stage;
+    struct sb_buf sql, line;
+    const char **vals; /* per column of the table being flushed */
+    uint32_t *lens;
+    size_t capvals;
+    struct sb_warehouse_stats *st;
+};
+
+static int put_ident(struct sb_buf *b, const char *name)
+{
+    if (sb_buf_append(b, "\"", 1))
+        return -ENOMEM;
+    for (const char *p = name; *p; p++)
+        if (sb_buf_append(b, p, 1) || (*p == '"' && sb_buf_append(b, "\"", 1)))
+            return -ENOMEM;
+    return sb_buf_append(b, "\"", 1);
+}
+
+/* "schema"."table" */
+static int put_qualified(struct pg_wh *w, struct sb_buf *b, const char *table)
+{
+    int rc = sb_buf_append_str(b, w->qschema);
+    rc = rc ? rc : sb_buf_append(b, ".", 1);
+    return rc ? rc : put_ident(b, table);
+}
+
+static const char *pg_type_name(enum sb_wh_type t)
+{
+    switch (t) {
+    case SB_WH_INT:
+        return "bigint";
+    case SB_WH_REAL:
+        return "double precision";
+    case SB_WH_BOOL:
+        return "boolean";
+    case SB_WH_TS:
+        return "timestamptz";
+    default:
+        return "text";
+    }
+}
+
+static enum sb_wh_type pg_type_of(const char *t)
+{
+    if (!strcmp(t, "bigint") || !strcmp(t, "integer") || !strcmp(t, "smallint"))
+        return SB_WH_INT;
+    if (!strcmp(t, "double precision") || !strcmp(t, "real") || !strncmp(t, "numeric", 7))
+        return SB_WH_REAL;
+    if (!strcmp(t, "boolean"))
+        return SB_WH_BOOL;
+    if (!strncmp(t, "timestamp", 9))
+        return SB_WH_TS;
+    return SB_WH_TEXT;
+}
+
+static bool conn_lost(struct pg_wh *w)
+{
+    return !w->conn || PQstatus(w->conn) != CONNECTION_OK;
+}
+
+/* Error from a failed result (or the connection); res may be NULL. */
+static int pg_fail(struct pg_wh *w, PGresult *res, const char *what)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    if (!msg || !*msg)
+        msg = w->conn ? PQerrorMessage(w->conn) : "not connected";
+    snprintf(w->base.errmsg, sizeof(w->base.errmsg), "postgresql: %s: %s", what, msg);
+    size_t n = strlen(w->base.errmsg);
+    while (n && (w->base.errmsg[n - 1] == '\n' || w->base.errmsg[n - 1] == ' '))
+        w->base.errmsg[--n] = 0;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (conn_lost(w))
+        return -ENOTCONN;
+    if (state) {
+        if (!strncmp(state, "28", 2))
+            return -EACCES;
+        if (!strcmp(state, "53100"))
+            return -ENOSPC;
+        if (!strcmp(state, "53200"))
+            return -ENOMEM;
+        if (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strcmp(state, "55P03"))
+            return -EBUSY;
+        if (!strncmp(state, "08", 2))
+            return -ENOTCONN;
+    }
+    return -EIO;
+}
+
+/* Run one statement that returns no rows. */
+static int pg_exec(struct pg_wh *w, const char *sql, const char *what, long *tuples)
+{
+    PGresult *res = PQexec(w->conn, sql);
+    ExecStatusType s = PQresultStatus(res);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        int rc = pg_fail(w, res, what);
+        PQclear(res);
+        return rc;
+    }
+    if (tuples)
+        *tuples = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return 0;
+}
+
+static void table_free(void *p)
+{
+    struct pg_table *t = p;
+    sb_wh_map_clear(&t->cols, NULL);
+    free(t->colv);
+    sb_buf_free(&t->rows);
+    free(t);
+}
+
+/* After a failed transaction or a new session, what we knew of the schema may be wrong. */
+static void forget_schema(struct pg_wh *w)
+{
+    sb_wh_map_clear(&w->tables, table_free);
+    w->ntouched = 0;
+}
+
+static void noop_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg; /* "relation already exists, skipping" and the like are expected */
+}
+
+static int pg_connect(struct pg_wh *w)
+{
+    if (w->conn)
+        PQfinish(w->conn);
+    forget_schema(w);
+    char timeout[16];
+    snprintf(timeout, sizeof(timeout), "%d", w->connect_timeout_s);
+    const char *keys[] = {"dbname", "connect_timeout", "client_encoding", "application_name", NULL};
+    const char *vals[] = {w->conninfo, timeout, "UTF8", "segbusd-warehouse", NULL};
+    w->conn = PQconnectdbParams(keys, vals, 1);
+    if (!w->conn)
+        return -ENOMEM;
+    if (PQstatus(w->conn) != CONNECTION_OK) {
+        snprintf(w->base.errmsg, sizeof(w->base.errmsg), "postgresql: connecting: %s",
+                 PQerrorMessage(w->conn));
+        size_t n = strlen(w->base.errmsg);
+        while (n && w->base.errmsg[n - 1] == '\n')
+            w->base.errmsg[--n] = 0;
+        bool auth = strstr(w->base.errmsg, "authentication") || strstr(w->base.errmsg, "password");
+        PQfinish(w->conn);
+        w->conn = NULL;
+        return auth ? -EACCES : -ECONNREFUSED;
+    }
+    PQsetNoticeProcessor(w->conn, noop_notice, NULL);
+    sb_buf_clear(&w->sql);
+    int rc = sb_buf_append_str(&w->sql, "CREATE SCHEMA IF NOT EXISTS ");
+    rc = rc ? rc : sb_buf_append_str(&w->sql, w->qschema);
+    rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
+    if (rc)
+        return rc;
+    return pg_exec(w, (const char *)w->sql.data, "creating the schema", NULL);
+}
+
+static int add_col(struct pg_table *t, const char *name, enum sb_wh_type type)
+{
+    if (t->ncols == t->capcols) {
+        size_t ncap = t->capcols ? t->capcols * 2 : 32;
+        struct pg_col *nc = realloc(t->colv, ncap * sizeof(*nc));
+        if (!nc)
+            return -ENOMEM;
+        t->colv = nc;
+        t->capcols = ncap;
+    }
+    snprintf(t->colv[t->ncols].name, sizeof(t->colv[t->ncols].name), "%s", name);
+    t->colv[t->ncols].type = type;
+    t->ncols++;
+    return sb_wh_map_put(&t->cols, name, strlen(name), (void *)(uintptr_t)t->ncols);
+}
+
+/* The table's catalogue, read from the server the first time it is used in a session. */
+static int table_get(struct pg_wh *w, const char *name, struct pg_table **out)
+{
+    struct pg_table *t = sb_wh_map_get(&w->tables, name, strlen(name));
+    if (t) {
+        *out = t;
+        return 0;
+    }
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    sb_buf_clear(&w->sql);
+    int rc = put_qualified(w, &w->sql, name);
+    rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
+    if (rc) {
+        table_free(t);
+        return rc;
+    }
+    const char *params[1] = {(const char *)w->sql.data};
+    PGresult *res = PQexecParams(w->conn,
+                                 "SELECT attname, format_type(atttypid, atttypmod) FROM "
+                                 "pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+                                 "AND NOT attisdropped ORDER BY attnum",
+                                 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = pg_fail(w, res, "reading a table's columns");
+        PQclear(res);
+        table_free(t);
+        return rc;
+    }
+    for (int i = 0; i < PQntuples(res) && !rc; i++)
+        rc = add_col(t, PQgetvalue(res, i, 0), pg_type_of(PQgetvalue(res, i, 1)));
+    PQclear(res);
+    if (rc || (rc = sb_wh_map_put(&w->tables, name, strlen(name), t))) {
+        table_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+/* Create the table or add the row's missing columns; writes each field's column index (or -1
+ * past the column cap) to idx. */
+static int ensure_columns(struct pg_wh *w, const struct sb_wh_row *row, struct pg_table *t,
+                          int *idx)
+{
+    const struct sb_wh_field *f = row->fields;
+    int rc = 0;
+    if (t->ncols == 0) {
+        sb_buf_clear(&w->sql);
+        rc = sb_buf_append_str(&w->sql, "CREATE TABLE IF NOT EXISTS ");
+        rc = rc ? rc : put_qualified(w, &w->sql, row->table);
+        rc = rc ? rc : sb_buf_append_str(&w->sql, " (\"id\" text PRIMARY KEY");
+        rc = rc ? rc : add_col(t, "id", SB_WH_TEXT);
+        size_t total = row->nbase + row->nfields;
+        for (size_t j = 1; !rc && j < total; j++) {
+            const char *name = j < row->nbase ? row->base[j].name : f[j - row->nbase].name;
+            enum sb_wh_type ty = j < row->nbase ? row->base[j].type : f[j - row->nbase].v.type;
+            if (sb_wh_map_get(&t->cols, name, strlen(name)) || t->ncols >= w->model.opt.max_columns)
+                continue;
+            rc = sb_buf_append_str(&w->sql, ", ");
+            rc = rc ? rc : put_ident(&w->sql, name);
+            rc = rc ? rc : sb_buf_append_str(&w->sql, " ");
+            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(ty));
+            rc = rc ? rc : add_col(t, name, ty);
+        }
+        rc = rc ? rc : sb_buf_append(&w->sql, ")", 2);
+        if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "creating a table", NULL)))
+            return rc;
+        w->st->tables_created++;
+        w->st->columns_added += t->ncols;
+    }
+    for (size_t i = 0; i < row->nfields; i++) {
+        uintptr_t have = (uintptr_t)sb_wh_map_get(&t->cols, f[i].name, f[i].name_len);
+        if (!have) {
+            if (t->ncols >= w->model.opt.max_columns) {
+                idx[i] = -1;
+                continue;
+            }
+            sb_buf_clear(&w->sql);
+            rc = sb_buf_append_str(&w->sql, "ALTER TABLE ");
+            rc = rc ? rc : put_qualified(w, &w->sql, row->table);
+            rc = rc ? rc : sb_buf_append_str(&w->sql, " ADD COLUMN IF NOT EXISTS ");
+            rc = rc ? rc : put_ident(&w->sql, f[i].name);
+            rc = rc ? rc : sb_buf_append_str(&w->sql, " ");
+            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(f[i].v.type));
+            rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
+            if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "adding a column", NULL)))
+                return rc;
+            if ((rc = add_col(t, f[i].name, f[i].v.type)))
+                return rc;
+            w->st->columns_added++;
+            have = t->ncols;
+        }
+        idx[i] = (int)have - 1;
+    }
+    return 0;
+}
+
+/* Append v as COPY text format (escaped) to b. */
+static int copy_text(struct sb_buf *b, const char *s, size_t n)
+{
+    if (sb_buf_reserve(b, 2 * n))
+        return -ENOMEM;
+    uint8_t *o = b->data + b->len;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        switch (c) {
+        case '\\':
+            *o++ = '\\';
+            *o++ = '\\';
+            break;
+        case '\n':
+            *o++ = '\\';
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = '\\';
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = '\\';
+            *o++ = 't';
+            break;
+        default:
+            *o++ = (uint8_t)c;
+        }
+    }
+    b->len = (size_t)(o - b->data);
+    return 0;
+}
+
+static int stage_row(struct pg_wh *w, const struct sb_wh_row *row)
+{
+    struct pg_table *t = NULL;
+    int rc = table_get(w, row->table, &t);
+    if (rc || !t)
+        return rc ? rc : -EIO;
+    int idx[SB_WH_FIELDS_MAX];
+    if ((rc = ensure_columns(w, row, t, idx)))
+        return rc;
+    t->upsert = row->upsert;
+    if (!t->touched) {
+        if (w->ntouched == w->captouched) {
+            size_t ncap = w->captouched ? w->captouched * 2 : 16;
+            void *p = realloc(w->touched, ncap * sizeof(*w->touched));
+            if (!p)
+                return -ENOMEM;
+            w->touched = p;
+            w->captouched = ncap;
+        }
+        w->touched[w->ntouched++] = t;
+        t->touched = true;
+    }
+    struct sb_buf *b = &t->rows;
+    uint32_t nf = 0;
+    size_t count_at = b->len;
+    if (sb_buf_append(b, &nf, 4))
+        return -ENOMEM;
+    for (size_t i = 0; i < row->nfields; i++) {
+        if (idx[i] < 0) {
+            w->st->fields_dropped++;
+            continue;
+        }
+        struct sb_wh_value v = row->fields[i].v;
+        char cbuf[40], num[40];
+        if (!sb_wh_coerce(&v, t->colv[idx[i]].type, cbuf)) {
+            w->st->fields_dropped++;
+            continue; /* NULL: simply absent from the staged row */
+        }
+        const char *s;
+        size_t n;
+        switch (v.type) {
+        case SB_WH_INT:
+            n = (size_t)snprintf(num, sizeof(num), "%lld", (long long)v.i);
+            s = num;
+            break;
+        case SB_WH_REAL:
+            n = (size_t)snprintf(num, sizeof(num), "%.17g", v.d);
+            s = num;
+            break;
+        case SB_WH_BOOL:
+            s = v.i ? "t" : "f";
+            n = 1;
+            break;
+        case SB_WH_NULL:
+            continue;
+        default:
+            s = v.s;
+            n = v.n;
+        }
+        uint16_t ci = (uint16_t)idx[i];
+        size_t len_at = b->len + 2;
+        uint32_t len = 0;
+        if (sb_buf_append(b, &ci, 2) || sb_buf_append(b, &len, 4))
+            return -ENOMEM;
+        size_t start = b->len;
+        if (copy_text(b, s, n))
+            return -ENOMEM;
+        len = (uint32_t)(b->len - start);
+        memcpy(b->data + len_at, &len, 4);
+        nf++;
+    }
+    memcpy(b->data + count_at, &nf, 4);
+    t->nrows++;
+    return 0;
+}
+
+/* Read one encoded row at *pos into w->vals/lens (indexed by column). */
+static void decode_row(struct pg_wh *w, const struct pg_table *t, size_t *pos)
+{
+    const uint8_t *d = t->rows.data;
+    uint32_t nf;
+    memcpy(&nf, d + *pos, 4);
+    *pos += 4;
+    for (size_t c = 0; c < t->ncols; c++)
+        w->lens[c] = NULL_LEN;
+    for (uint32_t i = 0; i < nf; i++) {
+        uint16_t ci;
+        uint32_t len;
+        memcpy(&ci, d + *pos, 2);
+        memcpy(&len, d + *pos + 2, 4);
+        *pos += 6;
+        w->vals[ci] = (const char *)d + *pos;
+        w->lens[ci] = len;
+        *pos += len;
+    }
+}
+
+static int copy_line(struct pg_wh *w, const struct pg_table *t, const char **vals,
+                     const uint32_t *lens)
+{
+    struct sb_buf *l = &w->line;
+    for (size_t c = 0; c < t->ncols; c++) {
+        if (c && sb_buf_append(l, "\t", 1))
+            return -ENOMEM;
+        if (lens[c] == NULL_LEN) {
+            if (sb_buf_append(l, "\\N", 2))
+                return -ENOMEM;
+        } else if (sb_buf_append(l, vals[c], lens[c])) {
+            return -ENOMEM;
+        }
+    }
+    return sb_buf_append(l, "\n", 1);
+}
+
+static int send_copy(struct pg_wh *w)
+{
+    if (w->line.len && PQputCopyData(w->conn, (const char *)w->line.data, (int)w->line.len) != 1)
+        return pg_fail(w, NULL, "sending COPY data");
+    sb_buf_clear(&w->line);
+    return 0;
+}
+
+static int stage_copy(struct pg_wh *w, struct pg_table *t)
+{
+    int rc;
+    if (t->ncols > w->capvals) {
+        size_t ncap = t->ncols * 2;
+        void *a = realloc(w->vals, ncap * sizeof(*w->vals));
+        if (!a)
+            return -ENOMEM;
+        w->vals = a;
+        void *b = realloc(w->lens, ncap * sizeof(*w->lens));
+        if (!b)
+            return -ENOMEM;
+        w->lens = b;
+        w->capvals = ncap;
+    }
+    sb_buf_clear(&w->sql);
+    rc = sb_buf_append_str(&w->sql, "COPY ");
+    char stage[32];
+    snprintf(stage, sizeof(stage), "_sb_stage_%u", t->stage);
+    rc = rc ? rc : put_ident(&w->sql, stage);
+    rc = rc ? rc : sb_buf_append_str(&w->sql, " (");
+    for (size_t c = 0; !rc && c < t->ncols; c++) {
+        rc = c ? sb_buf_append(&w->sql, ",", 1) : 0;
+        rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
+    }
+    if (t->upsert)
+        rc = rc ? rc : sb_buf_append_str(&w->sql, ",\"_sb_round\"");
+    rc = rc ? rc : sb_buf_append(&w->sql, ") FROM STDIN", 13);
+    if (rc)
+        return rc;
+    PGresult *res = PQexec(w->conn, (const char *)w->sql.data);
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        rc = pg_fail(w, res, "starting COPY");
+        PQclear(res);
+        return rc;
+    }
+    PQclear(res);
+    sb_buf_clear(&w->line);
+    size_t pos = 0;
+    if (!t->upsert) {
+        for (size_t r = 0; r < t->nrows && !rc; r++) {
+            decode_row(w, t, &pos);
+            rc = copy_line(w, t, w->vals, w->lens);
+            if (!rc && w->line.len > (1u << 20))
+                rc = send_copy(w);
+        }
+    } else {
+        /* users: a user's k-th identify of the batch goes to round k; the rounds are upserted
+         * one after the other, so each user's identifies apply in batch order, exactly as
+         * the sequential upserts of the SQLite loader (and no INSERT touches a row twice) */
+        size_t id_c = (uintptr_t)sb_wh_map_get(&t->cols, "id", 2) - 1;
+        struct sb_wh_map seen = {0};
+        t->rounds = 0;
+        for (size_t r = 0; r < t->nrows && !rc; r++) {
+            decode_row(w, t, &pos);
+            if (w->lens[id_c] == NULL_LEN)
+                continue;
+            uintptr_t k = (uintptr_t)sb_wh_map_get(&seen, w->vals[id_c], w->lens[id_c]);
+            if (sb_wh_map_put(&seen, w->vals[id_c], w->lens[id_c], (void *)(k + 1))) {
+                rc = -ENOMEM;
+                break;
+            }
+            if (k + 1 > t->rounds)
+                t->rounds = k + 1;
+            char round[24];
+            int rn = snprintf(round, sizeof(round), "%zu", (size_t)k);
+            rc = copy_line(w, t, w->vals, w->lens);
+            if (!rc) {
+                w->line.len--; /* the newline: the round is the last column */
+                rc = sb_buf_append(&w->line, "\t", 1);
+                rc = rc ? rc : sb_buf_append(&w->line, round, (size_t)rn);
+                rc = rc ? rc : sb_buf_append(&w->line, "\n", 1);
+            }
+            if (!rc && w->line.len > (1u << 20))
+                rc = send_copy(w);
+        }
+        sb_wh_map_clear(&seen, NULL);
+    }
+    if (!rc)
+        rc = send_copy(w);
+    if (PQputCopyEnd(w->conn, rc ? "segbus: staging failed" : NULL) != 1 && !rc)
+        rc = pg_fail(w, NULL, "ending COPY");
+    res = PQgetResult(w->conn);
+    if (!rc && PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = pg_fail(w, res, "COPY into the staging table");
+    PQclear(res);
+    while ((res = PQgetResult(w->conn)))
+        PQclear(res);
+    return rc;
+}
+
+/* Make sure the session's staging table for t exists with all of t's columns. */
+static int stage_ensure(struct pg_wh *w, struct pg_table *t)
+{
+    char stage[32];
+    int rc = 0;
+    if (!t->stage) {
+        t->stage = ++w->next_stage;
+        snprintf(stage, sizeof(stage), "_sb_stage_%u", t->stage);
+        sb_buf_clear(&w->sql);
+        /* a temporary table without constraints (so duplicates can be staged) that empties
+         * itself at each commit; it lives as long as the session */
+        rc = sb_buf_append_str(&w->sql, "CREATE TEMP TABLE ");
+        rc = rc ? rc : put_ident(&w->sql, stage);
+        rc = rc ? rc : sb_buf_append_str(&w->sql, " (");
+        for (size_t c = 0; !rc && c < t->ncols; c++) {
+            rc = c ? sb_buf_append(&w->sql, ",", 1) : 0;
+            rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
+            rc = rc ? rc : sb_buf_append(&w->sql, " ", 1);
+            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(t->colv[c].type));
+        }
+        if (t->upsert) /* the upsert round of each staged users row (see stage_copy) */
+            rc = rc ? rc : sb_buf_append_str(&w->sql, ",\"_sb_round\" bigint");
+        rc = rc ? rc : sb_buf_append_str(&w->sql, ") ON COMMIT DELETE ROWS");
+        rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
+        if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "creating a staging table", NULL)))
+            return rc;
+        t->stage_ncols = t->ncols;
+        return 0;
+    }
+    snprintf(stage, sizeof(stage), "_sb_stage_%u", t->stage);
+    for (size_t c = t->stage_ncols; c < t->ncols; c++) {
+        sb_buf_clear(&w->sql);
+        rc = sb_buf_append_str(&w->sql, "ALTER TABLE ");
+        rc = rc ? rc : put_ident(&w->sql, stage);
+        rc = rc ? rc : sb_buf_append_str(&w->sql, " ADD COLUMN ");
+        rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
+        rc = rc ? rc : sb_buf_append(&w->sql, " ", 1);
+        rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(t->colv[c].type));
+        rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
+        if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "widening a staging table", NULL)))
+            return rc;
+    }
+    t->stage_ncols = t->ncols;
+    return 0;
+}
+
+static int flush_table(struct pg_wh *w, struct pg_table *t)
+{
+    int rc = stage_ensure(w, t);
+    if (!rc)
+        rc = stage_copy(w, t);
+    if (rc)
+        return rc;
+    char stage[32];
+    snprintf(stage, sizeof(stage), "_sb_stage_%u", t->stage);
+    struct sb_buf *q = &w->sql;
+    sb_buf_clear(q);
+    rc = sb_buf_append_str(q, "INSERT INTO ");
+    rc = rc ? rc : put_qualified(w, q, t->name);
+    rc = rc ? rc : sb_buf_append_str(q, " AS t (");
+    for (size_t c = 0; !rc && c < t->ncols; c++) {
+        rc = c ? sb_buf_append(q, ",", 1) : 0;
+        rc = rc ? rc : put_ident(q, t->colv[c].name);
+    }
+    rc = rc ? rc : sb_buf_append_str(q, ") SELECT ");
+    for (size_t c = 0; !rc && c < t->ncols; c++) {
+        rc = c ? sb_buf_append(q, ",", 1) : 0;
+        rc = rc ? rc : put_ident(q, t->colv[c].name);
+    }
+    rc = rc ? rc : sb_buf_append_str(q, " FROM ");
+    rc = rc ? rc : put_ident(q, stage);
+    if (t->upsert)
+        rc = rc ? rc : sb_buf_append_str(q, " WHERE \"_sb_round\" = $1");
+    if (!t->upsert) {
+        rc = rc ? rc : sb_buf_append_str(q, " ON CONFLICT (\"id\") DO NOTHING");
+    } else {
+        /* as for SQLite: the newest identify wins each trait it has, older ones fill gaps */
+        rc = rc ? rc
+                : sb_buf_append_str(q, " ON CONFLICT (\"id\") DO UPDATE SET \"received_at\"="
+                                       "CASE WHEN t.\"received_at\" IS NULL OR "
+                                       "excluded.\"received_at\">t.\"received_at\" THEN "
+                                       "excluded.\"received_at\" ELSE t.\"received_at\" END");
+        for (size_t c = 0; !rc && c < t->ncols; c++) {
+            const char *n = t->colv[c].name;
+            if (!strcmp(n, "id") || !strcmp(n, "received_at"))
+                continue;
+            char piece[8 * (SB_WH_NAME_MAX + 3) + 200];
+            snprintf(piece, sizeof(piece),
+                     ",\"%s\"=CASE WHEN excluded.\"received_at\">=t.\"received_at\" THEN "
+                     "coalesce(excluded.\"%s\",t.\"%s\") ELSE coalesce(t.\"%s\",excluded.\"%s\") "
+                     "END",
+                     n, n, n, n, n);
+            rc = sb_buf_append_str(q, piece);
+        }
+    }
+    rc = rc ? rc : sb_buf_append(q, "", 1);
+    if (rc)
+        return rc;
+    long inserted = 0;
+    if (!t->upsert) {
+        rc = pg_exec(w, (const char *)q->data, "inserting from the staging table", &inserted);
+        if (rc)
+            return rc;
+        w->st->rows_inserted += (size_t)inserted;
+        w->st->rows_duplicate += t->nrows - (size_t)inserted;
+        return 0;
+    }
+    for (size_t r = 0; r < t->rounds; r++) {
+        char round[24];
+        snprintf(round, sizeof(round), "%zu", r);
+        const char *params[1] = {round};
+        PGresult *res =
+            PQexecParams(w->conn, (const char *)q->data, 1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            rc = pg_fail(w, res, "upserting users");
+            PQclear(res);
+            return rc;
+        }
+        w->st->rows_inserted += strtoul(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+    }
+    return 0;
+}
+
+static void batch_reset(struct pg_wh *w)
+{
+    for (size_t i = 0; i < w->ntouched; i++) {
+        sb_buf_clear(&w->touched[i]->rows);
+        w->touched[i]->nrows = 0;
+        w->touched[i]->touched = false;
+    }
+    w->ntouched = 0;
+}
+
+static int pg_load(struct sb_warehouse *base, const struct sb_warehouse_msg *ev, size_t n,
+                   struct sb_warehouse_stats *st)
+{
+    struct pg_wh *w = (struct pg_wh *)base;
+    w->st = st;
+    int rc = 0;
+    /* reconnect if the last session broke; a server that restarted since shows up on the
+     * first statement, so BEGIN gets one retry on a fresh connection */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (conn_lost(w) && (rc = pg_connect(w)))
+            return rc == -ECONNREFUSED ? -ENOTCONN : rc;
+        rc = pg_exec(w, "BEGIN", "starting the batch's transaction", NULL);
+        if (rc != -ENOTCONN)
+            break;
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+    if (rc)
+        return rc;
+    char now[32];
+    sb_wh_now(now);
+    for (size_t e = 0; e < n && !rc; e++) {
+        rc = sb_wh_model_event(&w->model, ev[e].data, ev[e].len, now);
+        if (rc == -ENOMEM)
+            break;
+        if (rc) {
+            st->rejected++;
+            snprintf(w->base.errmsg, sizeof(w->base.errmsg), "event %zu rejected: %s", e,
+                     w->model.errmsg);
+            rc = 0;
+            continue;
+        }
+        st->fields_dropped += w->model.dropped;
+        for (size_t r = 0; r < w->model.nrows && !rc; r++)
+            rc = stage_row(w, &w->model.rows[r]);
+        if (!rc)
+            st->events++;
+    }
+    for (size_t i = 0; i < w->ntouched && !rc; i++)
+        rc = flush_table(w, w->touched[i]);
+    if (!rc)
+        rc = pg_exec(w, "COMMIT", "committing the batch", NULL);
+    batch_reset(w);
+    if (rc) {
+        char keep[sizeof(w->base.errmsg)];
+        memcpy(keep, w->base.errmsg, sizeof(keep));
+        if (!conn_lost(w))
+            PQclear(PQexec(w->conn, "ROLLBACK"));
+        /* DDL and staging tables made in the failed transaction are gone with it */
+        forget_schema(w);
+        if (conn_lost(w)) {
+            PQfinish(w->conn);
+            w->conn = NULL;
+            rc = -ENOTCONN;
+        }
+        memcpy(w->base.errmsg, keep, sizeof(keep));
+        if (rc == -ENOMEM && !keep[0])
+            snprintf(w->base.errmsg, sizeof(w->base.errmsg), "out of memory");
+        struct sb_warehouse_stats zero = {0};
+        *st = zero;
+    }
+    return rc;
+}
+
+static void pg_close(struct sb_warehouse *base)
+{
+    struct pg_wh *w = (struct pg_wh *)base;
+    forget_schema(w);
+    if (w->conn)
+        PQfinish(w->conn);
+    sb_wh_model_free(&w->model);
+    sb_buf_free(&w->sql);
+    sb_buf_free(&w->line);
+    free(w->touched);
+    free(w->vals);
+    free(w->lens);
+    free(w->conninfo);
+    free(w->qschema);
+    free(w);
+}
+
+int sb_warehouse_pg_open(struct sb_warehouse **out, const char *conninfo,
+                         const struct sb_warehouse_options *opt, char *errmsg, size_t errmsg_len)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!conninfo) {
+        if (errmsg && errmsg_len)
+            snprintf(errmsg, errmsg_len, "postgresql: no connection string");
+        return -EINVAL;
+    }
+    struct pg_wh *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->base.load = pg_load;
+    w->base.close = pg_close;
+    int rc = sb_wh_model_init(&w->model, opt);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    if (w->model.opt.max_columns > 1500)
+        w->model.opt.max_columns = 1500; /* PostgreSQL's limit is 1600 per table */
+    w->connect_timeout_s = opt && opt->connect_timeout_s > 0 ? opt->connect_timeout_s : 10;
+    const char *schema = opt && opt->schema && *opt->schema ? opt->schema : "public";
+    struct sb_buf q = SB_BUF_INIT;
+    w->conninfo = strdup(conninfo);
+    if (!w->conninfo || put_ident(&q, schema) || sb_buf_append(&q, "", 1)) {
+        sb_buf_free(&q);
+        pg_close(&w->base);
+        return -ENOMEM;
+    }
+    w->qschema = (char *)q.data;
+    if ((rc = pg_connect(w))) {
+        if (errmsg && errmsg_len)
+            snprintf(errmsg, errmsg_len, "%s", w->base.errmsg);
+        pg_close(&w->base);
+        return rc;
+    }
+    *out = &w->base;
+    return 0;
+}
