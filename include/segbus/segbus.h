@@ -393,6 +393,13 @@ SEGBUS_API int segbus_map_end(segbus_map_t *map);
 /* The builder's sticky error (0 if none); its detail text is in *detail (static or owned by
  * the builder) when detail is not NULL. */
 SEGBUS_API int segbus_map_error(const segbus_map_t *map, const char **detail);
+/* Replace the builder's contents with a map already encoded as msgpack (data[0..len), exactly
+ * one map value), e.g. by a language binding's converter. It is checked as the builder checks
+ * what it is given: string keys, valid UTF-8, no bin/ext (they have no JSON form), nesting at
+ * most 32 below the root, at most 32 KB; then copied. 0, or the sticky error it also keeps:
+ * -SEGBUS_ENOTOBJECT (not a map), -SEGBUS_EUTF8, -EINVAL (malformed, trailing bytes, a non-string
+ * key, bin/ext, too deep; the detail gives the byte offset), -EMSGSIZE, -ENOMEM. */
+SEGBUS_API int segbus_map_set_msgpack(segbus_map_t *map, const void *data, size_t len);
 
 /* The fields of one call. Zero-initialise (SEGBUS_MESSAGE_INIT or = {0}) and set what you
  * have; strings are NUL-terminated UTF-8 and are only read during the call. For properties,

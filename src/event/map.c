@@ -11,6 +11,7 @@
 #include "event/event.h"
 #include "event/mpw.h"
 #include "json/json.h"
+#include "mp/mp_reader.h"
 
 #define SB_MAP_DEPTH 32
 
@@ -344,4 +345,74 @@ void sb_map_get_view(const segbus_map_t *m, struct sb_map_view *v)
         v->err = -EINVAL;
         v->detail = "the builder still has open maps or arrays (segbus_map_end missing)";
     }
+}
+
+/* segbus_map_set_msgpack: for bindings that convert their language's values straight to msgpack.
+ * The bytes come from outside libsegbus, so every rule the add_* calls enforce is checked here. */
+SEGBUS_API int segbus_map_set_msgpack(segbus_map_t *m, const void *data, size_t len)
+{
+    if (!m)
+        return -EINVAL;
+    segbus_map_reset(m);
+    if (!data && len)
+        return map_fail(m, NULL, -EINVAL, "msgpack: NULL data");
+    if (len > SEGBUS_MAX_EVENT_BYTES)
+        return map_fail(m, NULL, -EMSGSIZE, "over the 32 KB event limit");
+    struct sb_mp_reader r;
+    struct sb_mp_item it;
+    sb_mp_reader_init(&r, data, len);
+    if (sb_mp_next(&r, &it) < 0 || it.type != SB_MP_MAP)
+        return map_fail(m, NULL, -SEGBUS_ENOTOBJECT, "msgpack: not a map");
+    uint32_t root_count = it.v.count;
+    size_t body = sb_mp_reader_offset(&r);
+    /* Items left per open container (maps count keys and values) and whether it is a map. */
+    uint64_t left[SB_MAP_DEPTH + 2];
+    uint8_t is_map[SB_MAP_DEPTH + 2];
+    unsigned depth = 1;
+    left[1] = 2ull * root_count;
+    is_map[1] = 1;
+    while (depth > 0) {
+        if (left[depth] == 0) {
+            depth--;
+            continue;
+        }
+        size_t at = sb_mp_reader_offset(&r);
+        if (sb_mp_next(&r, &it) < 0)
+            return map_fail(m, NULL, -EINVAL, "msgpack: malformed or truncated at byte %zu", at);
+        int is_key = is_map[depth] && left[depth] % 2 == 0;
+        left[depth]--;
+        if (is_key && it.type != SB_MP_STR)
+            return map_fail(m, NULL, -EINVAL, "msgpack: map key at byte %zu is not a string", at);
+        size_t bad;
+        switch (it.type) {
+        case SB_MP_STR:
+            if (!sb_utf8_valid((const char *)it.v.str.ptr, it.v.str.len, &bad))
+                return map_fail(m, NULL, -SEGBUS_EUTF8, "msgpack: invalid UTF-8 at byte %zu",
+                                (size_t)(it.v.str.ptr - (const uint8_t *)data) + bad);
+            break;
+        case SB_MP_BIN:
+        case SB_MP_EXT:
+            return map_fail(m, NULL, -EINVAL, "msgpack: bin/ext at byte %zu has no JSON form", at);
+        case SB_MP_ARRAY:
+        case SB_MP_MAP:
+            if (depth > SB_MAP_DEPTH)
+                return map_fail(m, NULL, -EINVAL, "msgpack: nesting deeper than %d at byte %zu",
+                                SB_MAP_DEPTH, at);
+            depth++;
+            is_map[depth] = it.type == SB_MP_MAP;
+            left[depth] = is_map[depth] ? 2ull * it.v.count : it.v.count;
+            break;
+        default:
+            break;
+        }
+    }
+    if (sb_mp_reader_left(&r))
+        return map_fail(m, NULL, -EINVAL, "msgpack: %zu bytes after the map",
+                        sb_mp_reader_left(&r));
+    if (sb_buf_reserve(&m->buf, len - body + MPW_SLACK) < 0)
+        return map_fail(m, NULL, -ENOMEM, "out of memory");
+    memcpy(m->buf.data, (const uint8_t *)data + body, len - body);
+    m->buf.len = len - body;
+    m->root_count = root_count;
+    return 0;
 }

@@ -103,9 +103,8 @@ static struct req *dequeue(struct sb_http_client *c)
 
 /* ---- per-connection ---- */
 
-static void conn_timeout(struct sb_timer *t)
+static void conn_timeout(struct sb_stream *s)
 {
-    struct sb_stream *s = SB_CONTAINER_OF(t, struct sb_stream, timer);
     struct conn *k = s->owner;
     if (k->req) {
         struct req *r = k->req;

@@ -4,6 +4,14 @@ require 'minitest'
 
 files = Dir[File.join(__dir__, 'test_*.rb')].sort
 abort 'run.rb: no test files found' if files.empty?
+# The event-call tests need the C event API; CMake says whether it was built (see
+# bindings/CMakeLists.txt). A build that has it but an extension without it must fail.
+if ENV['SEGBUS_BINDINGS_CLIENT'] == 'ON'
+  require 'segbus'
+  abort 'run.rb: the build has the event API but the extension lacks it' unless Segbus_ext.respond_to?(:sbrb_send)
+else
+  files -= [File.join(__dir__, 'test_client.rb')]
+end
 files.each { |f| require f }
 
 class RanCount < Minitest::AbstractReporter

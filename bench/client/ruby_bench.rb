@@ -1,0 +1,54 @@
+# ruby_bench.rb: bench/client's Ruby row: Segbus::Analytics#track(user_id:, event:, properties:)
+# of the seed's "Order Completed" event into the ring, drained by the sink (the real registry and
+# ring reader). ROUNDS timed batches of N calls; value = median of the per-call batch means.
+# Prints one JSON line. Needs SEGBUS_BUILD (bench/run sets it).
+require 'json'
+require 'tmpdir'
+
+build = ENV['SEGBUS_BUILD'] || File.expand_path('../../build/release', __dir__)
+$LOAD_PATH.unshift(File.join(build, 'bindings', 'ruby', 'lib'))
+require 'segbus'
+
+N = Integer(ENV.fetch('SEGBUS_BENCH_N', '1000'))
+ROUNDS = Integer(ENV.fetch('SEGBUS_BENCH_ROUNDS', '200'))
+WARM = 20
+ORDER = {
+  order_id: 'ORD-2024-12345', total: 129.98, subtotal: 119.98, tax: 10.40, shipping: 5.99,
+  discount: 6.39, coupon: 'SAVE10', currency: 'USD',
+  products: [
+    { product_id: 'SKU-12345', name: 'Premium Widget', price: 49.99, quantity: 1, category: 'Widgets', brand: 'Acme' },
+    { product_id: 'SKU-67890', name: 'Deluxe Gadget', price: 79.99, quantity: 1, category: 'Gadgets', brand: 'Acme' }
+  ]
+}.freeze
+
+sink_bin = File.join(build, 'bindings', 'tests', 'segbus_test_sink')
+abort "ruby_bench: no sink at #{sink_bin}" unless File.executable?(sink_bin)
+Dir.mktmpdir do |dir|
+  path = File.join(dir, 'segbus.sock')
+  sink = Process.spawn(sink_bin, path, '--discard', err: File::NULL)
+  deadline = Time.now + 5
+  sleep 0.005 until File.exist?(path) || Time.now > deadline
+  analytics = Segbus::Analytics.new(write_key: 'bench', socket: path, standalone: false)
+  samples = []
+  (WARM + ROUNDS).times do |r|
+    t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond)
+    i = 0
+    while i < N
+      analytics.track(user_id: 'user-1', event: 'Order Completed', properties: ORDER)
+      i += 1
+    end
+    dt = Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond) - t0
+    samples << dt.to_f / N if r >= WARM
+  end
+  stats = analytics.stats
+  analytics.flush(10)
+  Process.kill('TERM', sink)
+  Process.wait(sink)
+  s = samples.sort
+  med = s[s.size / 2]
+  not_taken = stats[:full] + stats[:dropped]
+  puts JSON.generate(suite: 'client', case: 'ruby Segbus::Analytics#track Order Completed',
+                     unit: 'ns/call', value: med.round(1), p99: s[(s.size * 0.99).to_i.clamp(0, s.size - 1)].round(1),
+                     goal: '<= 3000', met: med <= 3000 && not_taken.zero?, sent: stats[:sent],
+                     not_taken: not_taken)
+end
