@@ -17,7 +17,7 @@
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-#define MAX_RINGS 16         /* rings a handle has written to (old ones stay mapped) */
+#define MAX_RINGS 64         /* rings a handle has written to (old ones stay mapped) */
 #define CHECK_EVERY 4096     /* writes between looks at the daemon's liveness */
 #define RETRY_NS 100000000ll /* at most one reconnect attempt per 100 ms */
 
@@ -179,6 +179,19 @@ static int do_register(struct segbus_producer *p, int handback)
         free(pr);
         close(conn);
         return rc;
+    }
+    if (handback) {
+        /* Older rings we still map whose reader died before draining them: hand them over
+         * too, or their records would die with our mapping. */
+        struct sb_reg_hello more = {.magic = SB_REG_MAGIC,
+                                    .version = SB_REG_VERSION,
+                                    .flags = SB_REG_HANDBACK,
+                                    .pid = (int32_t)getpid()};
+        for (size_t i = 0; i < p->nrings; i++) {
+            struct sb_ring *r = &p->rings[i]->shm.ring;
+            if (p->rings[i] != cur && p->rings[i] != pr && sb_ring_head(r) != sb_ring_tail(r))
+                sb_reg_send(conn, &more, sizeof more, p->rings[i]->shm.fd);
+        }
     }
     if (p->conn >= 0)
         close(p->conn);

@@ -411,10 +411,24 @@ int sb_registry_handle(struct sb_registry *reg, int fd)
             char b;
             if (!c->id)
                 return do_hello(reg, i) < 0 ? -EIO : 0;
-            /* A registered producer says nothing more: readable means EOF (or junk). */
-            if (recv(c->fd, &b, 1, MSG_DONTWAIT) != -1 || errno != EAGAIN)
+            /* A registered producer only ever sends more hand-backs (older rings it still
+             * maps and that hold unread records); anything else, or EOF, ends it. */
+            (void)b;
+            for (;;) {
+                struct sb_reg_hello more;
+                int hfd = -1, rc = sb_reg_recv(c->fd, &more, sizeof more, &hfd);
+                if (rc == -EAGAIN)
+                    return 0;
+                if (rc == 0 && more.magic == SB_REG_MAGIC && more.version == SB_REG_VERSION &&
+                    (more.flags & SB_REG_HANDBACK) && hfd >= 0) {
+                    adopt(reg, hfd);
+                    continue;
+                }
+                if (hfd >= 0)
+                    close(hfd);
                 drop_conn(reg, i);
-            return 0;
+                return 0;
+            }
         }
         if (c->pidfd == fd) {
             mark_dead(reg, c);

@@ -145,6 +145,9 @@ struct sb_ring_slot {
 /* Test-only hook: when set, called between claim and commit of sb_ring_write() (used to park
  * a producer there and SIGKILL it). Not for production use. */
 extern void (*sb_ring_test_pause_hook)(void);
+/* Test-only hook: called right after the tail CAS, before the header is written (a writer
+ * killed there leaves a zero-length claim). */
+extern void (*sb_ring_test_claim_hook)(void);
 
 /* Claim room for `len` payload bytes. 0, -EINVAL (type < 1), -EMSGSIZE, -EAGAIN (no room:
  * returns at once, never spins on a full ring). Writes the negative-length header. */
@@ -184,6 +187,9 @@ struct sb_ring_reader_opts {
     int64_t check_ns;     /* stuck this long: ask alive() (default 50 ms) */
     int64_t grace_ns;     /* stuck this long with the writer alive: repair anyway (10 s) */
     int64_t stale_ns;     /* a header that is not for this position: wait this long (250 ms) */
+    int64_t gap_ns;       /* a never-written claim must look the same this long before it is
+                             padded, so that a writer merely preempted after its CAS is not
+                             taken for a dead one (200 ms) */
     size_t batch_bytes;   /* payload bytes one read copies out at most (>= max payload; 1 MiB) */
     size_t batch_records; /* records one read hands out at most (1024) */
     int track_durable;    /* 1: durable head is advanced by sb_ring_reader_set_durable() */
