@@ -201,7 +201,10 @@ TEST(RingFault, ProducersKilledBetweenClaimAndCommit)
              gaps = rd->counters[SB_RING_R_ZERO_GAPS],
              grace = rd->counters[SB_RING_R_REPAIRED_GRACE];
     EXPECT_EQ((uint64_t)kVictims / 2, repaired);
-    EXPECT_EQ((uint64_t)kVictims / 2, gaps);
+    // a victim parked right after its tail CAS leaves one gap, or two when its claim also
+    // needed the wrap padding that it never wrote
+    EXPECT_GE(gaps, (uint64_t)kVictims / 2);
+    EXPECT_LE(gaps, (uint64_t)kVictims);
     EXPECT_EQ(0u, grace);
     EXPECT_EQ(0u, rd->counters[SB_RING_R_CORRUPT]);
     int64_t maxb = std::max(sh->max_block_ns[0].load(), sh->max_block_ns[1].load());
