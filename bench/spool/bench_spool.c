@@ -52,11 +52,13 @@ static void append_phase(struct sb_spool *sp, const char *name, uint64_t bytes,
 {
     struct sb_spool_stats s0, s1;
     sb_spool_get_stats(sp, &s0);
-    uint64_t n = bytes / BATCH, done = 0, last = 0;
+    uint64_t n = bytes / BATCH, done = 0, last = 0, in_append = 0;
     uint64_t t0 = sb_now_ns();
     while (done < n || durable_upto < last) {
         while (done < n) {
+            uint64_t ta = sb_now_ns();
             int r = sb_spool_append(sp, batch, BATCH, &last);
+            in_append += sb_now_ns() - ta;
             if (r == -EAGAIN)
                 break;
             if (r < 0) {
@@ -77,10 +79,12 @@ static void append_phase(struct sb_spool *sp, const char *name, uint64_t bytes,
         commits ? (double)(s1.fsync_ns_total - s0.fsync_ns_total) / 1e6 / (double)commits : 0;
     printf("{\"suite\":\"spool\",\"case\":\"append_64k_%s\",\"unit\":\"MB/s\",\"value\":%.1f,"
            "\"batches_per_s\":%.0f,\"commits_per_s\":%.0f,\"fsyncs_per_s\":%.0f,"
-           "\"batches_per_commit\":%.1f,\"fsync_ms_avg\":%.3f,\"bytes\":%" PRIu64
-           ",\"segments_created\":%" PRIu64 ",\"segments_recycled\":%" PRIu64 "}\n",
+           "\"batches_per_commit\":%.1f,\"fsync_ms_avg\":%.3f,\"append_call_us\":%.2f,"
+           "\"bytes\":%" PRIu64 ",\"segments_created\":%" PRIu64 ",\"segments_recycled\":%" PRIu64
+           "}\n",
            name, (double)(n * BATCH) / 1e6 / sec, (double)n / sec, (double)commits / sec,
-           (double)fsyncs / sec, commits ? (double)n / (double)commits : 0, fs_ms, n * BATCH,
+           (double)fsyncs / sec, commits ? (double)n / (double)commits : 0, fs_ms,
+           (double)in_append / 1e3 / (double)n, n * BATCH,
            s1.segments_created - s0.segments_created, s1.segments_recycled - s0.segments_recycled);
     fflush(stdout);
 }

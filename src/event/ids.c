@@ -243,7 +243,7 @@ void sb_err_clear(void)
     sb_t.err[0] = 0;
 }
 
-static void sb_err_vset(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void sb_err_vset(const char *fmt, va_list ap)
 {
     vsnprintf(sb_t.err, sizeof sb_t.err, fmt, ap);
 }

@@ -35,7 +35,8 @@ struct sconn {
     struct sb_http_parser parser;
     struct sb_http_exchange *ex;
     enum phase phase;
-    bool close_after, in_process;
+    bool close_after, in_process, fin_sent;
+    size_t discarded;
 };
 
 struct sb_http_server {
@@ -53,6 +54,25 @@ struct sb_http_server {
 };
 
 static void process(struct sconn *k);
+static void conn_timeout(struct sb_stream *s);
+
+/* After the last answer of a connection: send it, then half-close and keep reading (and
+ * discarding) for a while before closing. Closing with unread request bytes in the socket makes
+ * the kernel send a RST, which can destroy the answer (a 413 for an upload still in flight)
+ * before the client has read it. */
+#define LINGER_NS 2000000000ull
+#define LINGER_MAX_BYTES (4u << 20)
+static void linger(struct sconn *k)
+{
+    k->close_after = true;
+    k->phase = IDLE;
+    sb_stream_deadline(&k->s, LINGER_NS, conn_timeout);
+    sb_stream_read(&k->s, true);
+    if (sb_stream_unsent(&k->s) == 0 && !k->fin_sent && k->s.fd >= 0) {
+        shutdown(k->s.fd, SHUT_WR);
+        k->fin_sent = true;
+    }
+}
 static void arm_accept(struct sb_http_server *srv);
 static void server_maybe_free(struct sb_http_server *srv);
 
@@ -90,25 +110,21 @@ static void reject(struct sconn *k, int status, const char *reason)
     if (n < 0 || (size_t)n >= sizeof(body))
         n = (int)strlen(body);
     static const struct sb_http_header ct = {"Content-Type", "application/json"};
-    k->close_after = true;
-    sb_stream_read(&k->s, false);
-    sb_stream_no_deadline(&k->s);
-    if (write_response(k, status, &ct, 1, body, (size_t)n, false, false) < 0)
+    if (write_response(k, status, &ct, 1, body, (size_t)n, false, false) < 0) {
         sb_stream_close(&k->s, -EIO);
+        return;
+    }
+    linger(k);
 }
 
-static void conn_timeout(struct sb_timer *t)
+static void conn_timeout(struct sb_stream *s)
 {
-    struct sb_stream *s = SB_CONTAINER_OF(t, struct sb_stream, timer);
     struct sconn *k = s->owner;
     if (k->phase == HEADERS || k->phase == BODY) {
         k->srv->st.timeouts++;
         reject(k, 408,
                k->phase == HEADERS ? "request headers not received in time"
                                    : "request body not received in time");
-        /* a client that does not read its 408 must not hold the connection either */
-        sb_stream_deadline(s, 1000000000ull, conn_timeout);
-        k->phase = IDLE;
     } else {
         sb_stream_close(s, -ETIMEDOUT);
     }
@@ -208,6 +224,13 @@ static void process(struct sconn *k)
 static void on_read(struct sb_stream *s)
 {
     struct sconn *k = s->owner;
+    if (k->close_after) {
+        k->discarded += sb_stream_avail(s);
+        sb_stream_consume(s, sb_stream_avail(s));
+        if (k->discarded > LINGER_MAX_BYTES)
+            sb_stream_close(s, 0);
+        return; /* at EOF the stream closes itself */
+    }
     if (s->eof && k->ex) {
         /* Half-closed client (e.g. `curl` with a pipelined set, or a shutdown(SHUT_WR)):
          * still answer what it asked. */
@@ -219,8 +242,10 @@ static void on_read(struct sb_stream *s)
 static void on_drained(struct sb_stream *s)
 {
     struct sconn *k = s->owner;
-    if (k->close_after && sb_stream_unsent(s) == 0)
-        sb_stream_close(s, 0);
+    if (k->close_after && sb_stream_unsent(s) == 0 && !k->fin_sent && s->fd >= 0) {
+        shutdown(s->fd, SHUT_WR);
+        k->fin_sent = true;
+    }
 }
 
 static void on_close(struct sb_stream *s, int err)
@@ -285,15 +310,8 @@ int sb_http_respond(struct sb_http_exchange *ex, int status, const struct sb_htt
         sb_stream_close(&k->s, wr);
         return ret ? ret : wr;
     }
-    if (!keep) {
-        k->close_after = true;
-        sb_stream_read(&k->s, false);
-        if (sb_stream_unsent(&k->s) == 0)
-            sb_stream_close(&k->s, 0);
-        return ret;
-    }
-    if (k->s.eof && sb_stream_avail(&k->s) == 0) {
-        k->close_after = true; /* the client half-closed: close once the answer is out */
+    if (!keep || (k->s.eof && sb_stream_avail(&k->s) == 0)) {
+        linger(k); /* also when the client half-closed and asked nothing more */
         return ret;
     }
     sb_stream_read(&k->s, true);
@@ -365,7 +383,10 @@ static void accept_one(struct sb_http_server *srv, int fd)
 static void rearm_fire(struct sb_timer *t)
 {
     struct sb_http_server *srv = SB_CONTAINER_OF(t, struct sb_http_server, rearm);
-    arm_accept(srv);
+    if (srv->freeing)
+        server_maybe_free(srv);
+    else
+        arm_accept(srv);
 }
 
 static void accept_cqe(struct sb_op *op, int res, uint32_t flags)
@@ -522,7 +543,7 @@ void sb_http_server_free(struct sb_http_server *srv)
     if (!srv || srv->freeing)
         return;
     srv->freeing = true;
-    sb_timer_cancel(srv->loop, &srv->rearm);
+    /* the accept re-arm timer (at most 100 ms) is left to fire: its callback frees the server */
     if (srv->accept_armed) {
         shutdown(srv->fd, SHUT_RDWR);
         sb_loop_cancel(srv->loop, &srv->accept_op);

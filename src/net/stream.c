@@ -186,8 +186,14 @@ static void finish_cqe(struct sb_op *op, int res, uint32_t flags)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-    if (s->ssl)
+    if (s->ssl) {
+        /* Freeing an SSL that was not shut down marks its session not resumable. A close for
+         * a TLS or protocol error should, but an ordinary close (idle, done, owner's choice)
+         * should not cost the next connection a full handshake. */
+        if (s->handshake_done && s->close_err != -EPROTO && s->close_err != -ECONNABORTED)
+            SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(s->ssl);
+    }
     s->ssl = NULL;
     free(s->rx);
     s->rx = NULL;
@@ -438,14 +444,35 @@ int sb_stream_connect(struct sb_stream *s, const struct sockaddr *addr, socklen_
     return 0;
 }
 
-int sb_stream_deadline(struct sb_stream *s, uint64_t after_ns, sb_timer_fn fn)
+static void deadline_fire(struct sb_timer *t)
+{
+    struct sb_stream *s = SB_CONTAINER_OF(t, struct sb_stream, timer);
+    s->timer_at = 0;
+    if (s->closing || s->deadline_at == 0)
+        return;
+    uint64_t now = sb_now_ns();
+    if (now < s->deadline_at) { /* the deadline moved later since the timer was armed */
+        s->timer_at = s->deadline_at;
+        sb_timer_start(s->loop, &s->timer, s->deadline_at - now, deadline_fire);
+        return;
+    }
+    s->deadline_at = 0;
+    s->deadline_fn(s);
+}
+
+int sb_stream_deadline(struct sb_stream *s, uint64_t after_ns, void (*fn)(struct sb_stream *s))
 {
     if (s->closing)
         return 0;
-    return sb_timer_start(s->loop, &s->timer, after_ns, fn);
+    s->deadline_at = sb_now_ns() + after_ns;
+    s->deadline_fn = fn;
+    if (s->timer_at && s->timer_at <= s->deadline_at)
+        return 0; /* fires first and re-arms for the rest */
+    s->timer_at = s->deadline_at;
+    return sb_timer_start(s->loop, &s->timer, after_ns, deadline_fire);
 }
 
 void sb_stream_no_deadline(struct sb_stream *s)
 {
-    sb_timer_cancel(s->loop, &s->timer);
+    s->deadline_at = 0; /* the armed timer, if any, finds nothing to do */
 }

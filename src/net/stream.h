@@ -50,6 +50,9 @@ struct sb_stream {
 
     struct sb_op connect_op, recv_op, send_op, finish_op;
     struct sb_timer timer;
+    uint64_t deadline_at; /* when deadline_fn is due (sb_now_ns), 0: none */
+    uint64_t timer_at;    /* when the armed timer fires */
+    void (*deadline_fn)(struct sb_stream *s);
     bool connect_armed, recv_armed, send_armed, finish_posted;
 
     uint8_t *rx;      /* recv staging buffer (SB_STREAM_RX bytes) */
@@ -97,8 +100,10 @@ static inline const uint8_t *sb_stream_data(const struct sb_stream *s)
 {
     return s->in.data + s->in_off;
 }
-/* A deadline for the stream (replaces the previous one); fn runs on the loop when it passes. */
-int sb_stream_deadline(struct sb_stream *s, uint64_t after_ns, sb_timer_fn fn);
+/* A deadline for the stream (replaces the previous one); fn runs on the loop when it passes.
+ * Cheap to move often: the one kernel timer is only re-armed when the deadline comes earlier
+ * than it, and a timer that fires early re-arms itself for the current deadline. */
+int sb_stream_deadline(struct sb_stream *s, uint64_t after_ns, void (*fn)(struct sb_stream *s));
 void sb_stream_no_deadline(struct sb_stream *s);
 /* Close (idempotent): shuts the socket down, cancels its ops, then calls on_close(err) from the
  * loop once all of them have completed. */

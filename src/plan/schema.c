@@ -470,20 +470,165 @@ static int track_regex(struct sb_schema *s, pcre2_code *re)
     return 0;
 }
 
-/* ECMA-262-ish: UTF mode, '$' only at the very end, search (not anchored). */
+/* Unicode General_Category long names (and gc=/General_Category= forms) that ECMA accepts in
+ * \p{...} and PCRE2 10.42 does not: their short names. */
+static const char *gc_short(const uint8_t *name, size_t n)
+{
+    static const char *const map[][2] = {
+        {"Letter", "L"},
+        {"Cased_Letter", "LC"},
+        {"Uppercase_Letter", "Lu"},
+        {"Lowercase_Letter", "Ll"},
+        {"Titlecase_Letter", "Lt"},
+        {"Modifier_Letter", "Lm"},
+        {"Other_Letter", "Lo"},
+        {"Mark", "M"},
+        {"Combining_Mark", "M"},
+        {"Nonspacing_Mark", "Mn"},
+        {"Spacing_Mark", "Mc"},
+        {"Enclosing_Mark", "Me"},
+        {"Number", "N"},
+        {"Decimal_Number", "Nd"},
+        {"digit", "Nd"},
+        {"Letter_Number", "Nl"},
+        {"Other_Number", "No"},
+        {"Punctuation", "P"},
+        {"punct", "P"},
+        {"Connector_Punctuation", "Pc"},
+        {"Dash_Punctuation", "Pd"},
+        {"Open_Punctuation", "Ps"},
+        {"Close_Punctuation", "Pe"},
+        {"Initial_Punctuation", "Pi"},
+        {"Final_Punctuation", "Pf"},
+        {"Other_Punctuation", "Po"},
+        {"Symbol", "S"},
+        {"Math_Symbol", "Sm"},
+        {"Currency_Symbol", "Sc"},
+        {"Modifier_Symbol", "Sk"},
+        {"Other_Symbol", "So"},
+        {"Separator", "Z"},
+        {"Space_Separator", "Zs"},
+        {"Line_Separator", "Zl"},
+        {"Paragraph_Separator", "Zp"},
+        {"Other", "C"},
+        {"Control", "Cc"},
+        {"cntrl", "Cc"},
+        {"Format", "Cf"},
+        {"Surrogate", "Cs"},
+        {"Private_Use", "Co"},
+        {"Unassigned", "Cn"},
+    };
+    if (n > 3 && !memcmp(name, "gc=", 3)) {
+        name += 3;
+        n -= 3;
+    } else if (n > 17 && !memcmp(name, "General_Category=", 17)) {
+        name += 17;
+        n -= 17;
+    }
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strlen(map[i][0]) == n && !memcmp(map[i][0], name, n))
+            return map[i][1];
+    return NULL;
+}
+
+/* ECMA-262 classes in PCRE2 terms: with PCRE2_UCP \s is Unicode white space as in ECMA, but \d
+ * and \w would become Unicode too where ECMA keeps them ASCII; so spell those out. Inside a
+ * class the negated ones become explicit code point ranges. Returns a malloc'd pattern. */
+static char *ecma_translate(const uint8_t *src, size_t n, size_t *out_len)
+{
+    static const char *out_d = "[0-9]", *out_nd = "[^0-9]", *out_w = "[A-Za-z0-9_]",
+                      *out_nw = "[^A-Za-z0-9_]";
+    static const char *in_d = "0-9", *in_nd = "\\x{0}-\\x{2f}\\x{3a}-\\x{10ffff}",
+                      *in_w = "A-Za-z0-9_",
+                      *in_nw =
+                          "\\x{0}-\\x{2f}\\x{3a}-\\x{40}\\x{5b}-\\x{5e}\\x{60}\\x{7b}-\\x{10ffff}";
+    char *out = malloc(n * 40 + 1); /* the longest replacement is < 40 bytes per 2 input bytes */
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    bool in_class = false;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = src[i];
+        if (ch == '\\' && i + 1 < n) {
+            const char *rep = NULL;
+            switch (src[i + 1]) {
+            case 'd':
+                rep = in_class ? in_d : out_d;
+                break;
+            case 'D':
+                rep = in_class ? in_nd : out_nd;
+                break;
+            case 'w':
+                rep = in_class ? in_w : out_w;
+                break;
+            case 'W':
+                rep = in_class ? in_nw : out_nw;
+                break;
+            case 's': /* ECMA counts U+FEFF as white space; Unicode does not */
+                rep = in_class ? "\\s\\x{feff}" : "[\\s\\x{feff}]";
+                break;
+            case 'S':
+                rep = in_class ? NULL : "[^\\s\\x{feff}]";
+                break;
+            case 'p':
+            case 'P': {
+                const uint8_t *close =
+                    i + 2 < n && src[i + 2] == '{' ? memchr(src + i + 3, '}', n - i - 3) : NULL;
+                const char *gc =
+                    close ? gc_short(src + i + 3, (size_t)(close - src - i - 3)) : NULL;
+                if (gc) {
+                    o += (size_t)sprintf(out + o, "\\%c{%s}", src[i + 1], gc);
+                    i = (size_t)(close - src);
+                    continue;
+                }
+                break;
+            }
+            }
+            if (rep) {
+                size_t rl = strlen(rep);
+                memcpy(out + o, rep, rl);
+                o += rl;
+            } else {
+                out[o++] = (char)ch;
+                out[o++] = (char)src[i + 1];
+            }
+            i++;
+            continue;
+        }
+        if (ch == '[' && !in_class) {
+            in_class = true;
+            out[o++] = (char)ch;
+            /* "[]" and "[^]" : a ']' right after the opening is literal in PCRE2 but closes
+             * the class in ECMA; ECMA patterns in schemas do not use that form. */
+            continue;
+        }
+        if (ch == ']' && in_class)
+            in_class = false;
+        out[o++] = (char)ch;
+    }
+    out[o] = 0;
+    *out_len = o;
+    return out;
+}
+
+/* ECMA-262-ish: UTF and UCP mode, '$' only at the very end, search (not anchored). */
 static int compile_regex(struct sb_schema *s, const struct cpath *p, const uint8_t *src, size_t n,
                          pcre2_code **out)
 {
     int ec;
     PCRE2_SIZE eo;
-    pcre2_code *re = pcre2_compile(
-        src, n, PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
+    size_t tn;
+    char *t = ecma_translate(src, n, &tn);
+    if (!t)
+        return -ENOMEM;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)t, tn, PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY,
+                                   &ec, &eo, NULL);
+    free(t);
     if (!re) {
         PCRE2_UCHAR msg[120];
         pcre2_get_error_message(ec, msg, sizeof msg);
         char what[200];
-        snprintf(what, sizeof what, "bad regular expression at offset %zu: %s", (size_t)eo,
-                 (const char *)msg);
+        snprintf(what, sizeof what, "bad regular expression: %s", (const char *)msg);
         return bad(s, p, what);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* best effort: the interpreter still works */
@@ -1363,10 +1508,8 @@ static bool regex_search(struct vctx *c, pcre2_code *re, const uint8_t *s, size_
             return false;
         }
     }
-    int rc = pcre2_match(re, s, n, 0, 0, c->md, NULL);
-    if (rc < -1 && rc != PCRE2_ERROR_NOMATCH)
-        c->err = -ENOMEM; /* match limits: treat as a failure to validate */
-    return rc >= 0;
+    /* Invalid UTF-8 in the value (PCRE2 checks it) or a match limit hit: no match. */
+    return pcre2_match(re, s, n, 0, 0, c->md, NULL) >= 0;
 }
 
 static size_t code_points(const uint8_t *s, size_t n)

@@ -868,6 +868,7 @@ static void commit_cqe(struct sb_op *op, int res, uint32_t flags)
                 c->err = res;
         } else {
             sp->st.fsyncs++;
+            sp->st.data_fsyncs++;
             uint64_t lat = now - (c->t_written[i] ? c->t_written[i] : c->t_start);
             sp->st.fsync_ns_total += lat;
             if (lat > sp->st.fsync_ns_max)
@@ -1269,6 +1270,13 @@ static int open_outputs(struct sb_spool *sp, const char *const *names, bool *hav
         ssize_t n = o->fd >= 0 ? fd_pread(&o->fd, buf, sizeof buf, 0) : 0;
         if (n < 0)
             return (int)n;
+        if (n == 0 && !sp->ro && fallocate(o->fd, 0, 0, SB_SPOOL_CUR_FILE_BYTES) < 0 &&
+            errno != EOPNOTSUPP) {
+            /* Both slots' blocks reserved now: a later cursor write never needs new space. */
+            int e = -errno;
+            sb_error(MOD, "%s/%s: %s", sp->dir, fname, strerror(errno));
+            return e;
+        }
         struct sb_spool_cursor_slot c;
         enum sb_spool_status st = sb_spool_cursor_pick(buf, (size_t)n, &c);
         if (st == SB_SPOOL_OK) {

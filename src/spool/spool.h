@@ -122,7 +122,8 @@ struct sb_spool_stats {
     uint64_t refused_nospace; /* appends refused because the file system had no room */
     uint64_t commits;         /* group commits completed (each one fdatasync per segment) */
     uint64_t fsyncs;          /* fdatasync/fsync calls completed (data, directory, cursors) */
-    uint64_t fsync_ns_total;  /* sum of data fdatasync latencies */
+    uint64_t data_fsyncs;     /* fdatasyncs of segment data (fsync_ns_total / data_fsyncs = avg) */
+    uint64_t fsync_ns_total;  /* sum of data fdatasync latencies (from its write's completion) */
     uint64_t fsync_ns_max;
     uint64_t commit_ns_total; /* sum of group commit latencies (write + fdatasync) */
     uint64_t write_errors;    /* failed or short writes */

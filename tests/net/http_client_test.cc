@@ -325,6 +325,23 @@ TEST(HttpClient, GzipBodyIsInflatedByOwnServer)
     EXPECT_NE(std::string::npos, r.body.find("body=" + body));
 }
 
+TEST(HttpClient, Ipv6LoopbackLiteral)
+{
+    struct V6 : ServerThread {
+        V6()
+        {
+            route = test_route;
+            opts.bind_addr = "::1";
+            start();
+        }
+    } s;
+    ASSERT_GT(s.port, 0);
+    Client c("http://[::1]:" + std::to_string(s.port));
+    Result r = c.run("GET", "/v6");
+    ASSERT_EQ(0, r.err) << r.why;
+    EXPECT_EQ("GET /v6 Host=[::1]:" + std::to_string(s.port) + " body=", r.body);
+}
+
 // ---- against Python's http.server ----
 
 TEST(HttpClientPython, ChunkedResponse)
@@ -339,6 +356,20 @@ TEST(HttpClientPython, ChunkedResponse)
     for (int i = 0; i < 1000; i++)
         want += "world";
     EXPECT_EQ(want, r.body);
+}
+
+TEST(HttpClientPython, ResponseOverTheLimitFailsWithEfbig)
+{
+    PyPeer py;
+    ASSERT_GT(py.port, 0);
+    sb_http_client_options o{};
+    o.max_response_bytes = 1000;
+    Client c(url(py.port), o);
+    Result r = c.run("GET", "/chunked"); // about 5 KB of chunks
+    EXPECT_EQ(-EFBIG, r.err);
+    EXPECT_NE(std::string::npos, r.why.find("1000 bytes")) << r.why;
+    Result ok = c.run("GET", "/small"); // a fresh connection still works
+    EXPECT_EQ(0, ok.err) << ok.why;
 }
 
 TEST(HttpClientPython, KeepAliveAndRetryAfter)
@@ -450,6 +481,25 @@ TEST(HttpClientTls, VerifiesOwnServerByIpAndByName)
         Result r = c.run("GET", "/x");
         ASSERT_EQ(0, r.err) << r.why;
     }
+}
+
+TEST(HttpClientTls, ReconnectResumesTheSession)
+{
+    OwnServer s(ca().cert.c_str(), ca().key.c_str());
+    sb_http_client_options o{};
+    o.ca_file = ca().ca.c_str();
+    o.idle_timeout_ns = 50000000; // idle connections close quickly: the next request reconnects
+    Client c(url(s.port, "https", "localhost"), o);
+    ASSERT_EQ(0, c.run("GET", "/one").err);
+    uint64_t end = sb_now_ns() + 2000000000ull;
+    while (c.stats().open > 0 && sb_now_ns() < end)
+        sb_loop_run_once(c.loop, 10000000);
+    EXPECT_EQ(0u, c.stats().open);
+    Result r = c.run("GET", "/two");
+    ASSERT_EQ(0, r.err) << r.why;
+    auto st = c.stats();
+    EXPECT_EQ(2u, st.connects);
+    EXPECT_EQ(1u, st.tls_resumed);
 }
 
 TEST(HttpClientTls, WrongHostFailsVerification)

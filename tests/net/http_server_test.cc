@@ -156,6 +156,24 @@ TEST(HttpServer, PipelinedRequestsSentByteByByte)
     close(fd);
 }
 
+TEST(HttpServer, ChunkedTrailersDoNotDisturbTheHeaders)
+{
+    Srv s;
+    int fd = raw_connect(s.port);
+    std::string req = "POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "4\r\nbody\r\n0\r\n";
+    for (int i = 0; i < 30; i++)
+        req += "X-Trailer-" + std::to_string(i) + ": " + std::string(40, 't') + "\r\n";
+    req += "\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_TRUE(send_all(fd, req));
+    bool closed;
+    auto rs = read_responses(fd, 2, 2000, &closed);
+    ASSERT_EQ(2u, rs.size());
+    EXPECT_EQ("POST /t len=4 body=body", rs[0].body);
+    EXPECT_EQ("GET /after len=0 body=", rs[1].body);
+    close(fd);
+}
+
 TEST(HttpServer, OversizedHeadersGet431AndClose)
 {
     Srv s;
@@ -198,6 +216,63 @@ TEST(HttpServer, OversizedBodyGets413BeforeItIsSent)
     ASSERT_EQ(1u, rs.size());
     EXPECT_EQ(413, rs[0].status);
     EXPECT_NE(std::string::npos, rs[0].body.find("10000000"));
+    close(fd);
+}
+
+TEST(HttpServer, UploadStillInFlightReadsIts413InsteadOfAReset)
+{
+    Srv s; // body limit 64 KiB
+    int fd = raw_connect(s.port);
+    std::string body(1 << 20, 'b');
+    ASSERT_TRUE(send_all(fd, "POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                 std::to_string(body.size()) + "\r\n\r\n"));
+    // keep uploading as a real client does before it looks for an answer
+    send_all(fd, body);
+    bool closed;
+    auto rs = read_responses(fd, 1, 3000, &closed);
+    ASSERT_EQ(1u, rs.size());
+    EXPECT_EQ(413, rs[0].status);
+    EXPECT_EQ("close", rs[0].connection);
+    close(fd);
+}
+
+TEST(HttpServer, ContentLengthWithChunkedIsRefused)
+{
+    Srv s;
+    int fd = raw_connect(s.port);
+    ASSERT_TRUE(
+        send_all(fd, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"));
+    bool closed;
+    auto rs = read_responses(fd, 2, 2000, &closed);
+    ASSERT_GE(rs.size(), 1u);
+    EXPECT_EQ(400, rs[0].status);
+    EXPECT_EQ(1u, rs.size()); // the smuggled request is never answered
+    close(fd);
+}
+
+TEST(HttpServer, ServesIpv6Loopback)
+{
+    struct V6 : ServerThread {
+        V6()
+        {
+            route = ::route;
+            opts.bind_addr = "::1";
+            start();
+        }
+    } s;
+    ASSERT_GT(s.port, 0);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(static_cast<uint16_t>(s.port));
+    a.sin6_addr = in6addr_loopback;
+    ASSERT_EQ(0, connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)));
+    ASSERT_TRUE(send_all(fd, "GET /six HTTP/1.1\r\nHost: x\r\n\r\n"));
+    bool closed;
+    auto rs = read_responses(fd, 1, 2000, &closed);
+    ASSERT_EQ(1u, rs.size());
+    EXPECT_EQ("GET /six len=0 body=", rs[0].body);
     close(fd);
 }
 

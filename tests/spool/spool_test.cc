@@ -411,6 +411,33 @@ TEST_F(SpoolTest, NewOutputStartsAtHeadAndReadOnlyInspection)
     ASSERT_EQ(0, sb_spool_close(ro));
 }
 
+TEST_F(SpoolTest, DamagedCursorFileResendsEverythingSpooled)
+{
+    sb_spool *sp = open({"a", "b"});
+    uint64_t last = append_n(sp, 40);
+    ASSERT_TRUE(run_until([&] { return dur.upto == last; }));
+    ASSERT_EQ(0, sb_spool_ack(sp, 0, 30));
+    ASSERT_EQ(0, sb_spool_ack(sp, 1, 30));
+    ASSERT_EQ(0, sb_spool_close(sp));
+    // Both slots of b's cursor damaged: b's progress is unknown, so it gets everything again;
+    // a is unaffected.
+    std::string path = dir + "/b.cursor";
+    int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    uint8_t junk[16];
+    memset(junk, 0x5a, sizeof junk);
+    ASSERT_EQ(16, pwrite(fd, junk, 16, 8));
+    ASSERT_EQ(16, pwrite(fd, junk, 16, SB_SPOOL_CUR_SLOT_STRIDE + 8));
+    close(fd);
+    sp = open({"a", "b"});
+    expect_seqs(read_all(sp, 0), 31, last);
+    expect_seqs(read_all(sp, 1), 1, last);
+    sb_spool_stats st;
+    sb_spool_get_stats(sp, &st);
+    EXPECT_EQ(0u, st.dropped_corrupt);
+    ASSERT_EQ(0, sb_spool_close(sp));
+}
+
 TEST_F(SpoolTest, CommitDelayGathersAppendsAcrossLoopTurns)
 {
     opts.commit_delay_ns = 20000000; // 20 ms
