@@ -123,6 +123,13 @@ int sb_wh_map_put(struct sb_wh_map *map, const char *key, size_t len, void *valu
     return 0;
 }
 
+void sb_wh_map_each(const struct sb_wh_map *map, void (*fn)(void *value, void *arg), void *arg)
+{
+    for (size_t i = 0; i < map->cap; i++)
+        if (map->slots[i].key)
+            fn(map->slots[i].value, arg);
+}
+
 void sb_wh_map_clear(struct sb_wh_map *map, void (*fn)(void *value))
 {
     for (size_t i = 0; i < map->cap; i++) {
@@ -377,6 +384,17 @@ bool sb_wh_timestamp(const char *s, size_t len, char out[32])
         return false;
     format_ms(t, out);
     return true;
+}
+
+int64_t sb_wh_canon_ms(const char *c)
+{
+#define D2(p) ((unsigned)(c[p] - '0') * 10 + (unsigned)(c[p + 1] - '0'))
+    int64_t y = D2(0) * 100 + D2(2);
+    int64_t days = days_from_civil(y, D2(5), D2(8));
+    int64_t ms = (int64_t)D2(11) * 3600000 + (int64_t)D2(14) * 60000 + (int64_t)D2(17) * 1000 +
+                 (c[20] - '0') * 100 + (c[21] - '0') * 10 + (c[22] - '0');
+#undef D2
+    return days * 86400000 + ms;
 }
 
 void sb_wh_now(char out[32])
@@ -845,17 +863,46 @@ static int row_add(struct sb_wh_model *m, int k, const struct sb_wh_field *f)
     return 0;
 }
 
-static const char *const reserved_common[] = {
-    "id",      "received_at",  "sent_at", "timestamp", "original_timestamp",
-    "user_id", "anonymous_id", "uuid",    "uuid_ts",   "loaded_at",
-    NULL};
-
 static bool is_reserved(enum sb_wh_kind kind, const char *name, size_t n)
 {
-    for (const char *const *p = reserved_common; *p; p++)
-        if (strlen(*p) == n && memcmp(*p, name, n) == 0)
-            return true;
 #define IS(s) (n == sizeof(s) - 1 && memcmp(name, s, n) == 0)
+    /* the columns every table has (and Segment's uuid, uuid_ts, loaded_at) */
+    switch (name[0]) {
+    case 'a':
+        if (IS("anonymous_id"))
+            return true;
+        break;
+    case 'i':
+        if (IS("id"))
+            return true;
+        break;
+    case 'l':
+        if (IS("loaded_at"))
+            return true;
+        break;
+    case 'o':
+        if (IS("original_timestamp"))
+            return true;
+        break;
+    case 'r':
+        if (IS("received_at"))
+            return true;
+        break;
+    case 's':
+        if (IS("sent_at"))
+            return true;
+        break;
+    case 't':
+        if (IS("timestamp"))
+            return true;
+        break;
+    case 'u':
+        if (IS("user_id") || IS("uuid") || IS("uuid_ts"))
+            return true;
+        break;
+    default:
+        break;
+    }
     switch (kind) {
     case SB_WH_TRACK:
         return IS("event") || IS("event_text");

@@ -124,6 +124,9 @@ bool sb_wh_mp_check(const uint8_t *data, size_t len, unsigned depth);
  * Frames a stream of values without trusting any count in it. */
 size_t sb_wh_mp_next(const uint8_t *data, size_t len, unsigned depth);
 
+/* Milliseconds since 1970 of a canonical timestamp (as sb_wh_timestamp writes). */
+int64_t sb_wh_canon_ms(const char *canon);
+
 /* Now as canonical UTC text. */
 void sb_wh_now(char out[32]);
 
@@ -135,6 +138,8 @@ struct sb_wh_map {
 };
 void *sb_wh_map_get(const struct sb_wh_map *map, const char *key, size_t len);
 int sb_wh_map_put(struct sb_wh_map *map, const char *key, size_t len, void *value);
+/* Call fn(value, arg) on every value. */
+void sb_wh_map_each(const struct sb_wh_map *map, void (*fn)(void *value, void *arg), void *arg);
 /* Call fn on every value, then empty the map. */
 void sb_wh_map_clear(struct sb_wh_map *map, void (*fn)(void *value));
 
