@@ -1,7 +1,9 @@
 /* warehouse_bench.c: warehouse load throughput for the seed's event mix, side by side with the
  * naive way (one autocommit INSERT per row) in the same run. Prints JSON lines.
  *   warehouse_bench sqlite DIR [EVENTS]
- *   warehouse_bench pg CONNINFO [EVENTS]   (PostgreSQL, when built with the pg loader) */
+ *   warehouse_bench pg CONNINFO [EVENTS]
+ *   warehouse_bench sqlite-only DIR [EVENTS] | model-only X [EVENTS]   (for profiling)
+ * WAREHOUSE_BATCH sets the events per load (default 1000). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +211,8 @@ static double cpu_s(void)
 /* The CPU-time rate of the last load_all: what one core does when it is not shared (this
  * machine's cores are shared with other jobs, so wall time alone undersells it). */
 static double last_cpu_rate;
+/* Events per load: what the hub's batcher hands an output (WAREHOUSE_BATCH, default 1000). */
+static unsigned batch_size = 1000;
 
 /* Load n events in batches; returns events/s, or -1. */
 static double load_all(struct sb_warehouse *w, const struct ev *evs, unsigned n, unsigned batch)
@@ -326,7 +330,7 @@ static int bench_sqlite(const char *dir, unsigned n)
         return 1;
     }
     double warm = load_all(w, evs, n < 2000 ? n : 2000, 1000); /* tables created here */
-    double ours = load_all(w, evs + 2000, n - 2000, 1000);
+    double ours = load_all(w, evs + 2000, n - 2000, batch_size);
     double ours_cpu = last_cpu_rate;
     sb_warehouse_close(w);
     if (warm < 0 || ours < 0)
@@ -360,14 +364,14 @@ static int bench_sqlite(const char *dir, unsigned n)
     if (sb_warehouse_sqlite_open(&w, path, &opt, err, sizeof(err)))
         return 1;
     load_all(w, evs, 2000, 1000);
-    double relaxed = load_all(w, evs + 2000, n - 2000, 1000);
+    double relaxed = load_all(w, evs + 2000, n - 2000, batch_size);
     sb_warehouse_close(w);
     emit("sqlite_load_seed_mix_relaxed_sync", "events/s", relaxed, NULL, 0, NULL, 0);
 
     /* a resent batch: every row is a duplicate */
     if (sb_warehouse_sqlite_open(&w, path, &opt, err, sizeof(err)))
         return 1;
-    double again = load_all(w, evs + 2000, n - 2000, 1000);
+    double again = load_all(w, evs + 2000, n - 2000, batch_size);
     sb_warehouse_close(w);
     emit("sqlite_reload_duplicates", "events/s", again, NULL, 0, NULL, 0);
     for (unsigned i = 0; i < n; i++)
@@ -435,6 +439,37 @@ static double pg_naive(const char *conninfo, const char *schema, const struct ev
     return done / dt;
 }
 
+/* CPU seconds used so far by the server backends serving our loader (same machine), found by
+ * the application_name the loader sets. */
+static double backend_cpu_s(PGconn *c)
+{
+    PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE application_name = "
+                            "'segbusd-warehouse'");
+    double total = 0;
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%s/stat", PQgetvalue(r, i, 0));
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        unsigned long ut = 0, st = 0;
+        /* fields 14 and 15: utime, stime (after "pid (comm) state" and 10 numbers) */
+        if (fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+            total += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+        fclose(f);
+    }
+    PQclear(r);
+    return total;
+}
+
+static double wal_lsn(PGconn *c)
+{
+    PGresult *r = PQexec(c, "SELECT pg_current_wal_lsn() - '0/0'");
+    double v = PQresultStatus(r) == PGRES_TUPLES_OK ? strtod(PQgetvalue(r, 0, 0), NULL) : 0;
+    PQclear(r);
+    return v;
+}
+
 static int bench_pg(const char *conninfo, unsigned n)
 {
     struct ev *evs = make_events(n, 0);
@@ -446,9 +481,19 @@ static int bench_pg(const char *conninfo, unsigned n)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    PGconn *mon = PQconnectdb(conninfo);
     double warm = load_all(w, evs, 2000, 1000); /* tables created here */
-    double ours = load_all(w, evs + 2000, n - 2000, 1000);
-    double ours_cpu = last_cpu_rate;
+    double srv0 = backend_cpu_s(mon), wal0 = wal_lsn(mon);
+    double ours = load_all(w, evs + 2000, n - 2000, batch_size);
+    double client_cpu = (n - 2000) / last_cpu_rate;
+    double srv = backend_cpu_s(mon) - srv0, wal = wal_lsn(mon) - wal0;
+    PQfinish(mon);
+    /* client and server CPU together: the rate one machine sustains when the disk keeps up */
+    double ours_cpu = (n - 2000) / (client_cpu + srv);
+    fprintf(stderr,
+            "warehouse: pg: client %.2f s cpu, server backend %.2f s cpu, %.0f WAL bytes "
+            "per event\n",
+            client_cpu, srv, wal / (n - 2000));
     sb_warehouse_close(w);
     if (warm < 0 || ours < 0)
         return 1;
@@ -472,7 +517,7 @@ static int bench_pg(const char *conninfo, unsigned n)
     opt.schema = "bench";
     if (sb_warehouse_pg_open(&w, conninfo, &opt, err, sizeof(err)))
         return 1;
-    double again = load_all(w, evs + 2000, n - 2000, 1000);
+    double again = load_all(w, evs + 2000, n - 2000, batch_size);
     sb_warehouse_close(w);
     emit("pg_reload_duplicates", "events/s", again, NULL, 0, NULL, 0);
     for (unsigned i = 0; i < n; i++)
@@ -488,6 +533,8 @@ int main(int argc, char **argv)
         return 2;
     }
     unsigned n = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 10) : 200000;
+    if (getenv("WAREHOUSE_BATCH") && atoi(getenv("WAREHOUSE_BATCH")) > 0)
+        batch_size = (unsigned)atoi(getenv("WAREHOUSE_BATCH"));
     if (n < 4000)
         n = 4000;
     if (!strcmp(argv[1], "sqlite"))
@@ -520,7 +567,7 @@ int main(int argc, char **argv)
         struct sb_warehouse *w;
         if (sb_warehouse_sqlite_open(&w, path, NULL, err, sizeof(err)))
             return 1;
-        double r = load_all(w, evs, n, 1000);
+        double r = load_all(w, evs, n, batch_size);
         sb_warehouse_close(w);
         emit("sqlite_load_only", "events/s", r, NULL, 0, NULL, 0);
         return 0;

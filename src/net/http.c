@@ -77,6 +77,9 @@ static int on_header_field(http_parser *hp, const char *at, size_t len)
     struct sb_http_parser *p = P(hp);
     if (count_header_bytes(p, len) < 0)
         return -1;
+    if (p->headers_done)
+        return 0; /* a trailer after a chunked body: counted, not kept (the headers point into
+                     strs, which must not move any more) */
     if (p->last_cb != 1) {
         if (p->last_cb == 2 && nul(p, &p->strs) < 0)
             return -1;
@@ -98,6 +101,9 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
     struct sb_http_parser *p = P(hp);
     if (count_header_bytes(p, len) < 0)
         return -1;
+    if (p->headers_done)
+        return 0; /* a trailer after a chunked body: counted, not kept (the headers point into
+                     strs, which must not move any more) */
     if (p->last_cb != 2) {
         if (nul(p, &p->strs) < 0)
             return -1;

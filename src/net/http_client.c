@@ -43,6 +43,7 @@ struct sb_http_client {
     char port[8];
     bool tls;
     SSL_CTX *ctx;
+    SSL_SESSION *session; /* the latest ticket, to resume the next connection's handshake */
     struct addrinfo *ais, *ai_pref;
     struct conn *conns;
     unsigned nconns;
@@ -164,6 +165,8 @@ static void on_connected(struct sb_stream *s, int err)
     }
     k->connected = true;
     c->ai_pref = k->ai;
+    if (s->ssl && SSL_session_reused(s->ssl))
+        c->st.tls_resumed++;
     int one = 1;
     setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     sb_stream_no_deadline(s);
@@ -304,6 +307,11 @@ static int conn_open(struct sb_http_client *c)
     int ret = 0;
     if (c->tls)
         ret = sb_stream_tls(&k->s, c->ctx, false, c->o.tls_host ? c->o.tls_host : c->host);
+    if (ret == 0 && c->tls) {
+        SSL_set_app_data(k->s.ssl, c);
+        if (c->session)
+            SSL_set_session(k->s.ssl, c->session);
+    }
     if (ret == 0)
         ret = sb_stream_connect(&k->s, ai->ai_addr, ai->ai_addrlen);
     if (ret == 0)
@@ -501,6 +509,19 @@ toolong:
     return -EINVAL;
 }
 
+/* OpenSSL hands us each new session (TLS 1.3: each ticket, after the handshake); keeping the
+ * latest lets a reconnect skip the full handshake. Returning 1 keeps the reference. */
+static int new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct sb_http_client *c = SSL_get_app_data(ssl);
+    if (!c)
+        return 0;
+    if (c->session)
+        SSL_SESSION_free(c->session);
+    c->session = sess;
+    return 1;
+}
+
 int sb_http_client_new(struct sb_http_client **out, struct sb_loop *loop,
                        const struct sb_http_client_options *opts, char *err, size_t errlen)
 {
@@ -569,6 +590,9 @@ int sb_http_client_new(struct sb_http_client **out, struct sb_loop *loop,
             free(c);
             return -EIO;
         }
+        SSL_CTX_set_session_cache_mode(c->ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(c->ctx, new_session);
     }
     *out = c;
     return 0;
@@ -578,6 +602,8 @@ static void maybe_free(struct sb_http_client *c)
 {
     if (c->nconns > 0 || c->defer_posted)
         return;
+    if (c->session)
+        SSL_SESSION_free(c->session);
     if (c->ctx)
         SSL_CTX_free(c->ctx);
     freeaddrinfo(c->ais);

@@ -71,11 +71,12 @@ int sb_http_client_request(struct sb_http_client *c, const struct sb_http_reques
                            sb_http_response_fn cb, void *arg);
 
 struct sb_http_client_stats {
-    uint64_t connects; /* TCP connections opened */
-    uint64_t reused;   /* requests sent on an already-used connection */
-    uint64_t requests; /* requests completed (any outcome) */
-    unsigned open;     /* connections open now */
-    unsigned queued;   /* requests waiting for a connection */
+    uint64_t connects;    /* TCP connections opened */
+    uint64_t reused;      /* requests sent on an already-used connection */
+    uint64_t requests;    /* requests completed (any outcome) */
+    uint64_t tls_resumed; /* TLS handshakes that resumed an earlier session */
+    unsigned open;        /* connections open now */
+    unsigned queued;      /* requests waiting for a connection */
 };
 void sb_http_client_get_stats(const struct sb_http_client *c, struct sb_http_client_stats *st);
 

@@ -383,7 +383,10 @@ static void accept_one(struct sb_http_server *srv, int fd)
 static void rearm_fire(struct sb_timer *t)
 {
     struct sb_http_server *srv = SB_CONTAINER_OF(t, struct sb_http_server, rearm);
-    arm_accept(srv);
+    if (srv->freeing)
+        server_maybe_free(srv);
+    else
+        arm_accept(srv);
 }
 
 static void accept_cqe(struct sb_op *op, int res, uint32_t flags)
@@ -540,7 +543,7 @@ void sb_http_server_free(struct sb_http_server *srv)
     if (!srv || srv->freeing)
         return;
     srv->freeing = true;
-    sb_timer_cancel(srv->loop, &srv->rearm);
+    /* the accept re-arm timer (at most 100 ms) is left to fire: its callback frees the server */
     if (srv->accept_armed) {
         shutdown(srv->fd, SHUT_RDWR);
         sb_loop_cancel(srv->loop, &srv->accept_op);

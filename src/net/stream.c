@@ -186,8 +186,14 @@ static void finish_cqe(struct sb_op *op, int res, uint32_t flags)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-    if (s->ssl)
+    if (s->ssl) {
+        /* Freeing an SSL that was not shut down marks its session not resumable. A close for
+         * a TLS or protocol error should, but an ordinary close (idle, done, owner's choice)
+         * should not cost the next connection a full handshake. */
+        if (s->handshake_done && s->close_err != -EPROTO && s->close_err != -ECONNABORTED)
+            SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(s->ssl);
+    }
     s->ssl = NULL;
     free(s->rx);
     s->rx = NULL;

@@ -205,7 +205,7 @@ static int ensure_columns(struct sq_wh *w, const struct sb_wh_row *row, struct s
             rc = rc ? rc : sb_wh_map_put(&t->cols, name, strlen(name), (void *)(uintptr_t)ty);
             t->ncols++;
         }
-        rc = rc ? rc : sb_buf_append(&w->sql, ") WITHOUT ROWID", 16); /* with the NUL */
+        rc = rc ? rc : sb_buf_append(&w->sql, ")", 2); /* with the NUL */
         if (rc)
             return rc;
         if ((rc = sq_exec(w, (const char *)w->sql.data, "creating a table")))
@@ -380,9 +380,9 @@ static int row_load(struct sq_wh *w, const struct sb_wh_row *row, bool *inserted
         }
     }
     rc = sqlite3_step(st);
-    /* Unbind so that no statement in the cache points into this event's memory. */
+    /* The bindings still point into this event's memory after the reset; they are never read
+     * again, since every parameter is bound anew before the statement's next step. */
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE)
         return sq_fail(w, rc, "inserting a row");
     *inserted = sqlite3_changes(w->db) > 0;

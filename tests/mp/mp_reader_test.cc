@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <msgpack.h>
 
@@ -95,7 +96,8 @@ void gen(std::mt19937_64 &rng, msgpack_packer *pk, int depth)
     }
     case 7:
     case 8: {
-        size_t n = rng() % 3 == 0 ? 300 + rng() % 70000 : rng() % 40;
+        uint64_t pick = rng() % 30; // str8/str16 often, str32 (over 64 KiB) now and then
+        size_t n = pick == 0 ? 65536 + rng() % 100 : pick < 10 ? 32 + rng() % 700 : rng() % 32;
         std::string s;
         while (s.size() < n)
             s += text;
@@ -104,14 +106,15 @@ void gen(std::mt19937_64 &rng, msgpack_packer *pk, int depth)
         break;
     }
     case 9: {
-        size_t n = rng() % 3 == 0 ? 256 + rng() % 70000 : rng() % 20;
+        uint64_t pick = rng() % 30;
+        size_t n = pick == 0 ? 65536 + rng() % 100 : pick < 10 ? 256 + rng() % 700 : rng() % 20;
         std::string s(n, 'b');
         msgpack_pack_bin_with_body(pk, s.data(), n);
         break;
     }
     case 10: {
-        static const size_t sizes[] = {1, 2, 4, 8, 16, 0, 3, 17, 300, 70000};
-        size_t n = sizes[rng() % 10];
+        static const size_t sizes[] = {1, 2, 4, 8, 16, 0, 3, 17, 300, 1000, 1, 2, 4, 8, 16, 70000};
+        size_t n = sizes[rng() % 16];
         std::string s(n, 'e');
         msgpack_pack_ext_with_body(pk, s.data(), n, (int8_t)rng());
         break;
@@ -119,7 +122,6 @@ void gen(std::mt19937_64 &rng, msgpack_packer *pk, int depth)
     case 11: {
         // Hand-encoded str8 of a short string (msgpack-c would pick fixstr) and such.
         uint8_t raw[] = {0xd9, 0x02, 'h', 'i'};
-        msgpack_pack_str_body(pk, raw, 0);
         pk->callback(pk->data, (const char *)raw, sizeof raw);
         break;
     }
@@ -248,9 +250,33 @@ unsigned depth_of(const std::string &b)
     return max;
 }
 
+// msgpack-c allocates count * sizeof(msgpack_object) up front for a container and keeps parsing
+// inside containers whose count is a lie, so an input with an array32/map32 header claiming a
+// huge count anywhere can make it ask for gigabytes. Inputs the cursor refuses that hold such a
+// header are only checked against the cursor (inputs it accepts never reach one).
+bool lying_count(const std::string &b)
+{
+    for (size_t i = 0; i + 4 < b.size(); i++) {
+        uint8_t c = (uint8_t)b[i];
+        if (c != 0xdd && c != 0xdf)
+            continue;
+        uint64_t n = (uint64_t)(uint8_t)b[i + 1] << 24 | (uint8_t)b[i + 2] << 16 |
+                     (uint8_t)b[i + 3] << 8 | (uint8_t)b[i + 4];
+        if (n > 65536)
+            return true;
+    }
+    return false;
+}
+
 // Compare cursor and msgpack-c on one input (well-formed or not).
 void agree(const std::string &b)
 {
+    if (lying_count(b)) {
+        struct sb_mp_reader r;
+        sb_mp_reader_init(&r, b.data(), b.size());
+        if (sb_mp_skip(&r) != 0)
+            return;
+    }
     msgpack_zone zone;
     msgpack_zone_init(&zone, 2048);
     msgpack_object obj;

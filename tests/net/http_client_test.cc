@@ -483,6 +483,25 @@ TEST(HttpClientTls, VerifiesOwnServerByIpAndByName)
     }
 }
 
+TEST(HttpClientTls, ReconnectResumesTheSession)
+{
+    OwnServer s(ca().cert.c_str(), ca().key.c_str());
+    sb_http_client_options o{};
+    o.ca_file = ca().ca.c_str();
+    o.idle_timeout_ns = 50000000; // idle connections close quickly: the next request reconnects
+    Client c(url(s.port, "https", "localhost"), o);
+    ASSERT_EQ(0, c.run("GET", "/one").err);
+    uint64_t end = sb_now_ns() + 2000000000ull;
+    while (c.stats().open > 0 && sb_now_ns() < end)
+        sb_loop_run_once(c.loop, 10000000);
+    EXPECT_EQ(0u, c.stats().open);
+    Result r = c.run("GET", "/two");
+    ASSERT_EQ(0, r.err) << r.why;
+    auto st = c.stats();
+    EXPECT_EQ(2u, st.connects);
+    EXPECT_EQ(1u, st.tls_resumed);
+}
+
 TEST(HttpClientTls, WrongHostFailsVerification)
 {
     OwnServer s(ca().cert.c_str(), ca().key.c_str());

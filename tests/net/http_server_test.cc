@@ -156,6 +156,24 @@ TEST(HttpServer, PipelinedRequestsSentByteByByte)
     close(fd);
 }
 
+TEST(HttpServer, ChunkedTrailersDoNotDisturbTheHeaders)
+{
+    Srv s;
+    int fd = raw_connect(s.port);
+    std::string req = "POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "4\r\nbody\r\n0\r\n";
+    for (int i = 0; i < 30; i++)
+        req += "X-Trailer-" + std::to_string(i) + ": " + std::string(40, 't') + "\r\n";
+    req += "\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_TRUE(send_all(fd, req));
+    bool closed;
+    auto rs = read_responses(fd, 2, 2000, &closed);
+    ASSERT_EQ(2u, rs.size());
+    EXPECT_EQ("POST /t len=4 body=body", rs[0].body);
+    EXPECT_EQ("GET /after len=0 body=", rs[1].body);
+    close(fd);
+}
+
 TEST(HttpServer, OversizedHeadersGet431AndClose)
 {
     Srv s;

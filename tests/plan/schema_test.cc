@@ -139,3 +139,75 @@ TEST(Schema, LintChecksAgainstTheMetaSchema)
     EXPECT_EQ(-EINVAL, sb_schema_lint_json(bad, strlen(bad), err, sizeof err));
     EXPECT_NE(nullptr, strstr(err, "/properties/a/minLength")) << err;
 }
+
+TEST(Schema, PatternsFollowEcmaScript)
+{
+    const struct {
+        const char *pattern, *value;
+        int valid;
+    } cases[] = {
+        {"^\\d+$", "\"42\"", 1},
+        {"^\\d+$", "\"\xe0\xa7\xaa\"", 0},              // Bengali digit: not \d in ECMA
+        {"^\\D$", "\"\xdf\x80\"", 1},                   // NKO digit zero is \D
+        {"^\\w$", "\"\xc3\xa9\"", 0},                   // e-acute is not \w
+        {"^[\\w-]+$", "\"a-b_c\"", 1},                  // \w inside a class
+        {"^[^\\W]+$", "\"abc\"", 1},                    // \W inside a negated class
+        {"^\\s$", "\"\xe2\x80\x83\"", 1},               // EM SPACE is \s
+        {"^\\s$", "\"\xef\xbb\xbf\"", 1},               // U+FEFF is \s in ECMA
+        {"^\\p{Letter}+$", "\"\xc3\xa9t\xc3\xa9\"", 1}, // long General_Category names
+        {"^\\p{digit}+$", "\"\xe0\xa7\xaa\"", 1},
+        {"x$", "\"x\\n\"", 0}, // '$' only at the very end
+        {"^[A-Z]{3}$", "\"USD\"", 1},
+        {"^\\d{3}$", "\"\\u0661\\u0662\\u0663\"", 0},
+    };
+    for (const auto &c : cases) {
+        std::string schema = std::string("{\"pattern\":\"") + c.pattern + "\"}";
+        // The pattern is written as a C string: escape its backslashes for JSON.
+        std::string js;
+        for (char ch : std::string(c.pattern))
+            js += ch == '\\' ? std::string("\\\\") : std::string(1, ch);
+        schema = "{\"pattern\":\"" + js + "\"}";
+        struct sb_schema *s;
+        char err[200];
+        ASSERT_EQ(0, sb_schema_compile_json(schema.data(), schema.size(), &s, err, sizeof err))
+            << schema << ": " << err;
+        std::string v = to_mp(c.value);
+        EXPECT_EQ(c.valid, sb_schema_validate(s, (const uint8_t *)v.data(), v.size(), nullptr))
+            << c.pattern << " on " << c.value;
+        sb_schema_free(s);
+    }
+    // Invalid UTF-8 in a value (possible in msgpack from outside) never matches, never errors.
+    struct sb_schema *s;
+    char err[200];
+    ASSERT_EQ(0, sb_schema_compile_json("{\"pattern\":\"a\"}", 15, &s, err, sizeof err));
+    EXPECT_EQ(0, sb_schema_validate(s, (const uint8_t *)"\xa2\x61\xff", 3, nullptr));
+    sb_schema_free(s);
+}
+
+TEST(Schema, UniqueItemsOnLargeArraysIsFastAndExact)
+{
+    struct sb_schema *s;
+    char err[200];
+    ASSERT_EQ(0, sb_schema_compile_json("{\"uniqueItems\":true}", 20, &s, err, sizeof err));
+    // 20,000 distinct items (n^2 would be 2e8 comparisons), then with one late duplicate that
+    // differs in encoding (1.0 vs 1) and in key order.
+    std::string arr = "[";
+    for (int i = 0; i < 20000; i++)
+        arr += (i ? "," : "") + std::to_string(i);
+    std::string uniq = to_mp(arr + ",{\"a\":1,\"b\":[1.5]}]");
+    EXPECT_EQ(1, sb_schema_validate(s, (const uint8_t *)uniq.data(), uniq.size(), nullptr));
+    std::string dup = to_mp(arr + ",{\"a\":1,\"b\":[1.5]},{\"b\":[1.5],\"a\":1.0}]");
+    struct sb_violations v = {};
+    EXPECT_EQ(0, sb_schema_validate(s, (const uint8_t *)dup.data(), dup.size(), &v));
+    ASSERT_EQ(1u, v.count);
+    EXPECT_STREQ("item 20001 equals item 20000: items must be unique", v.items[0].reason);
+    sb_violations_free(&v);
+    std::string dup2 = to_mp(arr + ",19999.0]");
+    EXPECT_EQ(0, sb_schema_validate(s, (const uint8_t *)dup2.data(), dup2.size(), nullptr));
+    // -0.0 and 0 are equal; 0.1 and 0.1000000001 are not.
+    std::string z = to_mp("[" + arr.substr(1) + ",-0.0]");
+    EXPECT_EQ(0, sb_schema_validate(s, (const uint8_t *)z.data(), z.size(), nullptr));
+    std::string f = to_mp("[0.1,0.1000000001,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]");
+    EXPECT_EQ(1, sb_schema_validate(s, (const uint8_t *)f.data(), f.size(), nullptr));
+    sb_schema_free(s);
+}

@@ -123,7 +123,7 @@ module Segbus
     def call(type, user_id, anonymous_id, a, b, body, attrs)
       r = Segbus_ext.sbrb_send(@h, type, @send, user_id, anonymous_id, a, b, body, attrs[:context],
                                attrs[:timestamp], attrs[:integrations], attrs[:message_id])
-      return true if r && r[0]
+      return true if r.equal?(true)
       if r.nil? # closed by close/shutdown: open again, as analytics-ruby keeps accepting
         @h = Segbus_ext.sbrb_client_open(*@open_args)
         return call(type, user_id, anonymous_id, a, b, body, attrs)

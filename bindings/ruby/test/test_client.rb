@@ -148,9 +148,13 @@ class TestClient < Minitest::Test
     small = Sink.new(File.join(@dir, 'small.sock'), '--capacity', '65536')
     errors = []
     a = Segbus::Analytics.new(socket: small.path, standalone: false, on_error: proc { |s, e| errors << [s, e] })
+    logged = StringIO.new
+    Segbus.logger = Logger.new(logged)
     small.pause
     results = Array.new(200) { a.track(user_id: 'u', event: 'Fill', properties: { pad: 'z' * 1000 }) }
     small.resume
+    assert_includes logged.string, 'event not recorded: ring full'
+    Segbus.logger = nil
     assert_equal true, results.first
     assert_equal false, results.last
     assert_equal results.count(false), errors.size

@@ -1,0 +1,564 @@
+/* daemon.c: segbusd's wiring on one io_uring loop: registry, ring drain, pipeline, outputs,
+ * spool, metrics endpoint and signals. */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "metrics/metrics.h"
+#include "net/http_server.h"
+#include "net/loop.h"
+#include "net/uring_ops.h"
+#include "outputs/output.h"
+#include "pipeline/batch.h"
+#include "pipeline/dedup.h"
+#include "pipeline/stage.h"
+#include "pipeline/verify.h"
+#include "ring/registry.h"
+#include "segbus/segbus.h"
+#include "spool/spool.h"
+
+#define SB_TICK_NS (5 * SB_NS_PER_MS) /* batch deadlines, retries, registry, adopted rings */
+
+struct sb_daemon {
+    const struct sb_config *cfg;
+    struct sb_loop *loop;
+    struct sb_metrics *metrics;
+    struct sb_pipeline *pipeline;
+    struct sb_spool *spool;
+    struct sb_output_runner **outs;
+    size_t n_outs;
+    struct sb_registry *reg;
+    struct sb_http_server *http;
+    const char *ring_source; /* name of the source ring events belong to, or NULL */
+
+    struct sb_timer tick;
+    struct sb_op futex_op;
+    bool futex_armed;
+    struct sb_op listen_op;
+    bool listen_armed;
+    struct sb_op sig_op;
+    int sigfd;
+    struct signalfd_siginfo si;
+
+    bool stopping;
+    uint64_t stop_deadline_ns;
+    int result;
+
+    uint64_t received, unknown_records;
+};
+
+/* ---- the drain ---------------------------------------------------------------------------- */
+
+static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
+{
+    struct sb_daemon *d = ctx;
+    struct sb_event_meta meta = {0};
+    const uint8_t *ev;
+    size_t len;
+
+    (void)ring;
+    if (rec->type != SEGBUS_RECORD_TYPE_EVENT) {
+        d->unknown_records++;
+        return 0;
+    }
+    d->received++;
+    meta.now_ns = sb_now_ns();
+    meta.received_at_ms = 0; /* filled lazily by whoever needs wall time (hub) */
+    meta.producer_id = rec->producer;
+    meta.source = -1;
+    if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS)
+        return 0;
+    for (size_t i = 0; i < d->n_outs; i++) {
+        struct sb_output_runner *r = d->outs[i];
+        if (!sb_output_runner_accepts(r, &meta, d->ring_source)) {
+            ((struct sb_output_counters *)sb_output_runner_counters(r))->dropped_filtered++;
+            continue;
+        }
+        if (sb_output_runner_add(r, ev, len, meta.now_ns) != 0)
+            sb_error("daemon", "%s: out of memory batching an event", sb_output_runner_name(r));
+    }
+    return 0;
+}
+
+static bool backlogged(const struct sb_daemon *d)
+{
+    for (size_t i = 0; i < d->n_outs; i++)
+        if (sb_output_runner_backlog(d->outs[i]))
+            return true;
+    return false;
+}
+
+static void arm_futex(struct sb_daemon *d);
+
+/* Drain every ring until empty (bounded), unless the spool pushes back: then leave records in
+ * the rings, which fill and make producers apply their full-ring policy. */
+static void drain(struct sb_daemon *d)
+{
+    for (int round = 0; round < 64; round++) {
+        long n;
+        if (backlogged(d))
+            return;
+        n = sb_registry_drain(d->reg, on_record, d, (int64_t)sb_now_ns());
+        if (n <= 0)
+            break;
+    }
+    arm_futex(d);
+}
+
+static void on_futex(struct sb_op *op, int res, uint32_t flags)
+{
+    struct sb_daemon *d = SB_CONTAINER_OF(op, struct sb_daemon, futex_op);
+    struct sb_ring_reader *rd = sb_registry_reader(d->reg, 0);
+
+    (void)res;
+    (void)flags;
+    d->futex_armed = false;
+    if (rd)
+        sb_ring_reader_finish_wait(rd);
+    drain(d);
+}
+
+static void arm_futex(struct sb_daemon *d)
+{
+    struct sb_ring_reader *rd = sb_registry_reader(d->reg, 0);
+    struct io_uring_sqe *sqe;
+
+    if (d->futex_armed || !rd || d->stopping)
+        return;
+    if (!sb_ring_reader_prepare_wait(rd))
+        return; /* a record arrived meanwhile: the next tick (or the caller's loop) drains it */
+    sqe = sb_loop_sqe(d->loop, &d->futex_op, on_futex);
+    if (!sqe) {
+        sb_ring_reader_finish_wait(rd);
+        return; /* the tick keeps draining */
+    }
+    /* Shared (not private) futex: producers in other processes wake it. */
+    sb_prep_futex_wait(sqe, sb_ring_futex_word(&rd->ring), SB_RING_FUTEX_WAITING, FUTEX2_SIZE_U32);
+    d->futex_armed = true;
+}
+
+/* ---- registry socket ---------------------------------------------------------------------- */
+
+static void arm_listen(struct sb_daemon *d);
+
+static void on_listen(struct sb_op *op, int res, uint32_t flags)
+{
+    struct sb_daemon *d = SB_CONTAINER_OF(op, struct sb_daemon, listen_op);
+
+    d->listen_armed = false;
+    if (d->stopping)
+        return;
+    if (res >= 0)
+        (void)sb_registry_accept(d->reg);
+    arm_listen(d);
+}
+
+static void arm_listen(struct sb_daemon *d)
+{
+    struct io_uring_sqe *sqe;
+
+    if (d->listen_armed || d->stopping)
+        return;
+    sqe = sb_loop_sqe(d->loop, &d->listen_op, on_listen);
+    if (!sqe)
+        return;
+    io_uring_prep_poll_add(sqe, sb_registry_listen_fd(d->reg), POLLIN);
+    d->listen_armed = true;
+}
+
+/* ---- periodic work and shutdown ----------------------------------------------------------- */
+
+static bool all_idle(const struct sb_daemon *d)
+{
+    for (size_t i = 0; i < d->n_outs; i++)
+        if (!sb_output_runner_idle(d->outs[i]))
+            return false;
+    return true;
+}
+
+static void on_tick(struct sb_timer *t)
+{
+    struct sb_daemon *d = SB_CONTAINER_OF(t, struct sb_daemon, tick);
+    uint64_t now = sb_now_ns();
+
+    /* Connections (hellos, hang-ups) and pidfds: cheap, non-blocking; also accepts. */
+    if (!d->stopping) {
+        (void)sb_registry_poll(d->reg, 0);
+        drain(d);
+    }
+    for (size_t i = 0; i < d->n_outs; i++)
+        sb_output_runner_tick(d->outs[i], now, d->stopping);
+    if (d->stopping) {
+        if (!backlogged(d) && all_idle(d)) {
+            sb_info("daemon", "everything delivered; exiting");
+            d->result = 0;
+            sb_loop_stop(d->loop);
+            return;
+        }
+        if (now >= d->stop_deadline_ns) {
+            sb_warn("daemon", "shutdown timeout: undelivered batches stay in the spool");
+            d->result = 1;
+            sb_loop_stop(d->loop);
+            return;
+        }
+    }
+    sb_timer_start(d->loop, &d->tick, SB_TICK_NS, on_tick);
+}
+
+void sb_daemon_stop(struct sb_daemon *d)
+{
+    if (d->stopping)
+        return;
+    sb_info("daemon", "shutting down: draining, flushing, delivering (up to %.1f s)",
+            (double)d->cfg->shutdown_timeout_ns / 1e9);
+    /* Take what producers committed up to now, then stop waiting for more. */
+    (void)sb_registry_drain(d->reg, on_record, d, (int64_t)sb_now_ns());
+    d->stopping = true;
+    d->stop_deadline_ns = sb_now_ns() + d->cfg->shutdown_timeout_ns;
+}
+
+static void arm_signal(struct sb_daemon *d);
+
+static void on_signal(struct sb_op *op, int res, uint32_t flags)
+{
+    struct sb_daemon *d = SB_CONTAINER_OF(op, struct sb_daemon, sig_op);
+
+    (void)flags;
+    if (res == (int)sizeof d->si && (d->si.ssi_signo == SIGTERM || d->si.ssi_signo == SIGINT)) {
+        sb_info("daemon", "signal %u", d->si.ssi_signo);
+        sb_daemon_stop(d);
+    }
+    arm_signal(d);
+}
+
+static void arm_signal(struct sb_daemon *d)
+{
+    struct io_uring_sqe *sqe = sb_loop_sqe(d->loop, &d->sig_op, on_signal);
+
+    if (sqe)
+        io_uring_prep_read(sqe, d->sigfd, &d->si, sizeof d->si, 0);
+}
+
+/* ---- metrics endpoint --------------------------------------------------------------------- */
+
+static void on_http(void *arg, struct sb_http_exchange *ex, const struct sb_http_message *req)
+{
+    struct sb_daemon *d = arg;
+    struct sb_buf body = SB_BUF_INIT;
+    struct sb_http_header ct = {"Content-Type", "text/plain; version=0.0.4; charset=utf-8"};
+    struct sb_http_header js = {"Content-Type", "application/json"};
+
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        sb_http_respond(ex, 405, NULL, 0, "method not allowed\n", 19);
+        return;
+    }
+    if (!strcmp(req->path, "/metrics")) {
+        if (sb_metrics_render_prometheus(d->metrics, &body) == 0)
+            sb_http_respond(ex, 200, &ct, 1, body.data, body.len);
+        else
+            sb_http_respond(ex, 500, NULL, 0, "out of memory\n", 14);
+    } else if (!strcmp(req->path, "/health")) {
+        if (d->stopping)
+            sb_http_respond(ex, 503, &js, 1, "{\"status\":\"stopping\"}\n", 22);
+        else
+            sb_http_respond(ex, 200, &js, 1, "{\"status\":\"ok\"}\n", 16);
+    } else if (!strcmp(req->path, "/stats")) {
+        if (sb_metrics_render_json(d->metrics, sb_wall_ms(), &body) == 0)
+            sb_http_respond(ex, 200, &js, 1, body.data, body.len);
+        else
+            sb_http_respond(ex, 500, NULL, 0, "out of memory\n", 14);
+    } else {
+        sb_http_respond(ex, 404, NULL, 0, "not found\n", 10);
+    }
+    sb_buf_free(&body);
+}
+
+static int start_metrics(struct sb_daemon *d, char *err, size_t errlen)
+{
+    struct sb_http_server_options o = {0};
+    char host[128];
+    const char *listen = d->cfg->metrics.listen, *colon;
+    unsigned long port;
+    char *end;
+
+    if (!listen)
+        return 0;
+    colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof host) {
+        snprintf(err, errlen, "metrics.listen '%s' is not host:port", listen);
+        return -EINVAL;
+    }
+    port = strtoul(colon + 1, &end, 10);
+    if (*end || port > 65535) {
+        snprintf(err, errlen, "metrics.listen '%s' has a bad port", listen);
+        return -EINVAL;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+    if (host[0] == '[') { /* [::1]:9464 */
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = 0;
+    }
+    o.bind_addr = host;
+    o.port = (uint16_t)port;
+    o.max_connections = 64;
+    o.max_body_bytes = 4096;
+    o.route = on_http;
+    o.arg = d;
+    return sb_http_server_new(&d->http, d->loop, &o, err, errlen);
+}
+
+uint16_t sb_daemon_metrics_port(const struct sb_daemon *d)
+{
+    return d->http ? sb_http_server_port(d->http) : 0;
+}
+
+static double spool_bytes(void *arg)
+{
+    struct sb_daemon *d = arg;
+    struct sb_spool_stats st;
+
+    sb_spool_get_stats(d->spool, &st);
+    return (double)st.bytes_used;
+}
+
+static double ring_fill(void *arg)
+{
+    struct sb_daemon *d = arg;
+    struct sb_ring_reader *rd = sb_registry_reader(d->reg, 0);
+    uint64_t tail;
+
+    if (!rd || !rd->ring.capacity)
+        return 0;
+    tail = sb_ring_tail(&rd->ring);
+    return tail >= rd->head ? (double)(tail - rd->head) / (double)rd->ring.capacity : 0;
+}
+
+static double producers(void *arg)
+{
+    return (double)sb_registry_live_producers(((struct sb_daemon *)arg)->reg);
+}
+
+static void register_metrics(struct sb_daemon *d)
+{
+    struct sb_metrics *m = d->metrics;
+    struct sb_stage *const *st;
+    size_t n = sb_pipeline_stages(d->pipeline, &st);
+    const char *const ring_in[] = {"input", "ring", NULL};
+    const char *const unknown[] = {"where", "ring", "reason", "unknown_record_type", NULL};
+
+    sb_metrics_counter_ref(m, SB_M_RECEIVED, "Events taken from an input.", ring_in, &d->received);
+    sb_metrics_counter_ref(m, SB_M_DROPPED, "Events not delivered, by where and reason.", unknown,
+                           &d->unknown_records);
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned k = 0; k < st[i]->n_reasons + 2; k++) {
+            const char *reason = k < st[i]->n_reasons    ? st[i]->reasons[k]
+                                 : k == st[i]->n_reasons ? "internal"
+                                                         : "replaced_invalid";
+            if (!strcmp(st[i]->name, "verify")) {
+                const char *const l[] = {"reason", reason, NULL};
+                sb_metrics_counter_ref(m, SB_M_INVALID, "Events that are not valid events.", l,
+                                       &st[i]->dropped[k]);
+            } else if (!strcmp(st[i]->name, "dedup") && k == 0) {
+                sb_metrics_counter_ref(m, SB_M_DEDUPLICATED,
+                                       "Events dropped as duplicates of a recent messageId.", NULL,
+                                       &st[i]->dropped[k]);
+            } else {
+                const char *const l[] = {"stage", st[i]->name, "reason", reason, NULL};
+                sb_metrics_counter_ref(m, SB_M_STAGE_DROPPED, "Events dropped by a stage.", l,
+                                       &st[i]->dropped[k]);
+            }
+        }
+    }
+    sb_metrics_gauge_fn(m, SB_M_SPOOL_BYTES, "Bytes of spool segment files.", NULL, spool_bytes, d);
+    {
+        const char *const l[] = {"ring", "primary", NULL};
+        sb_metrics_gauge_fn(m, SB_M_RING_FILL, "Fraction of the ring holding unread records.", l,
+                            ring_fill, d);
+    }
+    sb_metrics_gauge_fn(m, SB_M_PRODUCERS, "Producers registered and alive.", NULL, producers, d);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------- */
+
+static void on_durable(void *arg, uint64_t upto_seq)
+{
+    struct sb_daemon *d = arg;
+
+    for (size_t i = 0; i < d->n_outs; i++)
+        sb_output_runner_on_durable(d->outs[i], upto_seq);
+}
+
+static int build_pipeline(struct sb_daemon *d)
+{
+    struct sb_stage *s;
+    int rc = sb_pipeline_new(&d->pipeline);
+
+    if (rc)
+        return rc;
+    if (!(s = sb_verify_stage_new()) || sb_pipeline_add(d->pipeline, s))
+        return -ENOMEM;
+    if (d->cfg->dedup.window_count) {
+        struct sb_dedup *dd;
+        rc = sb_dedup_new(&dd, d->cfg->dedup.window_count, d->cfg->dedup.window_ns);
+        if (rc)
+            return rc;
+        if (!(s = sb_dedup_stage_new(dd)) || sb_pipeline_add(d->pipeline, s))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err, size_t errlen)
+{
+    struct sb_daemon *d;
+    struct sb_spool_opts so;
+    struct sb_registry_config rc_cfg;
+    const char **names = NULL;
+    sigset_t mask;
+    int rc;
+
+    *out = NULL;
+    if (!cfg->n_outputs) {
+        snprintf(err, errlen, "no outputs configured: nothing to deliver to");
+        return -EINVAL;
+    }
+    d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->cfg = cfg;
+    d->sigfd = -1;
+    d->ring_source = cfg->ring.source;
+    sb_log_set_level((enum sb_log_level)cfg->log_level);
+
+    if ((rc = sb_loop_new(&d->loop, 256))) {
+        snprintf(err, errlen, "io_uring: %s", strerror(-rc));
+        goto fail;
+    }
+    if ((rc = sb_metrics_new(&d->metrics)) || (rc = build_pipeline(d))) {
+        snprintf(err, errlen, "pipeline: %s", strerror(-rc));
+        goto fail;
+    }
+
+    names = calloc(cfg->n_outputs, sizeof *names);
+    d->outs = calloc(cfg->n_outputs, sizeof *d->outs);
+    if (!names || !d->outs) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        names[i] = cfg->outputs[i].name;
+    sb_spool_opts_init(&so);
+    so.dir = cfg->spool.dir;
+    so.segment_bytes = cfg->spool.segment_bytes;
+    so.max_bytes = cfg->spool.max_bytes;
+    so.policy =
+        cfg->spool.full_policy == SB_SPOOL_FULL_DROP_OLDEST ? SB_SPOOL_DROP_OLDEST : SB_SPOOL_BLOCK;
+    so.on_durable = on_durable;
+    so.arg = d;
+    rc = sb_spool_open(&d->spool, d->loop, &so, names, (unsigned)cfg->n_outputs);
+    free(names);
+    names = NULL;
+    if (rc) {
+        snprintf(err, errlen, "spool %s: %s", cfg->spool.dir,
+                 rc == -EBUSY ? "in use by another segbusd" : strerror(-rc));
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_outputs; i++) {
+        rc = sb_output_runner_new(&d->outs[i], &cfg->outputs[i], (unsigned)i, d->loop, d->spool,
+                                  cfg->spool.dir, d->metrics, err, errlen);
+        if (rc)
+            goto fail;
+        d->n_outs++;
+    }
+
+    sb_registry_config_init(&rc_cfg);
+    rc_cfg.socket_path = cfg->socket.path;
+    rc_cfg.capacity = cfg->ring.capacity;
+    rc_cfg.uids = cfg->socket.allowed_uids;
+    rc_cfg.nuids = cfg->socket.n_allowed_uids;
+    rc_cfg.gids = cfg->socket.allowed_gids;
+    rc_cfg.ngids = cfg->socket.n_allowed_gids;
+    rc_cfg.reader.grace_ns = (int64_t)cfg->ring.producer_grace_ns;
+    rc = sb_registry_open(&d->reg, &rc_cfg);
+    if (rc) {
+        snprintf(err, errlen, "socket %s: %s", cfg->socket.path,
+                 rc == -EADDRINUSE ? "another segbusd listens there" : strerror(-rc));
+        goto fail;
+    }
+    if ((rc = start_metrics(d, err, errlen)))
+        goto fail;
+    register_metrics(d);
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    /* Signals arrive as reads on the loop, not as handlers racing with it. */
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    d->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (d->sigfd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "signalfd: %s", strerror(errno));
+        goto fail;
+    }
+    *out = d;
+    return 0;
+fail:
+    free(names);
+    sb_daemon_free(d);
+    return rc ? rc : -EINVAL;
+}
+
+int sb_daemon_run(struct sb_daemon *d)
+{
+    int rc;
+
+    d->result = 0;
+    arm_signal(d);
+    arm_listen(d);
+    drain(d);
+    sb_timer_start(d->loop, &d->tick, SB_TICK_NS, on_tick);
+    sb_info("daemon", "segbusd %s: socket %s, %zu output(s), spool %s", SEGBUS_VERSION_STRING,
+            d->cfg->socket.path, d->n_outs, d->cfg->spool.dir);
+    rc = sb_loop_run(d->loop);
+    if (rc < 0)
+        return rc;
+    return d->result;
+}
+
+void sb_daemon_free(struct sb_daemon *d)
+{
+    if (!d)
+        return;
+    if (d->http)
+        sb_http_server_free(d->http);
+    for (size_t i = 0; i < d->n_outs; i++)
+        sb_output_runner_free(d->outs[i]);
+    free(d->outs);
+    if (d->spool) {
+        int rc = sb_spool_close(d->spool);
+        if (rc)
+            sb_error("daemon", "closing the spool: %s", strerror(-rc));
+    }
+    sb_registry_close(d->reg);
+    sb_pipeline_free(d->pipeline);
+    sb_metrics_free(d->metrics);
+    if (d->loop) {
+        /* Let cancelled requests and closed sockets complete before the memory goes. */
+        for (int i = 0; i < 20 && sb_loop_run_once(d->loop, 5 * (int64_t)SB_NS_PER_MS) > 0; i++)
+            ;
+        sb_loop_free(d->loop);
+    }
+    if (d->sigfd >= 0)
+        close(d->sigfd);
+    free(d);
+}

@@ -1,0 +1,125 @@
+/* output.h: destinations behind one struct of callbacks (Fluent Bit style), and the runner
+ * that drives each one: per-output batcher -> spool (tagged records) -> delivery -> retry
+ * policy -> ack or dead letter, with metrics.
+ *
+ * A plugin only knows how to make ONE delivery attempt of one batch envelope (msgpack
+ * {batch:[...], sentAt}) and report how it went; the runner owns batching, durability,
+ * ordering (one batch in flight per output, in spool order), retries with backoff and
+ * Retry-After, X-Retry-Count, giving up after max_retry_duration, the dead-letter file and
+ * the counters. Writing a plugin:
+ *
+ *   static int my_init(void **state, const struct sb_output_config *cfg, struct sb_loop *loop,
+ *                      char *err, size_t errlen);       // start-up: may block (DNS, files)
+ *   static int my_deliver(void *state, struct sb_delivery *d);   // start one attempt
+ *   static void my_destroy(void *state);
+ *   const struct sb_output_plugin sb_output_mine = {"mine", my_init, my_deliver, my_destroy};
+ *
+ * deliver() starts the attempt and returns 0 (or -errno if it could not even start: counted
+ * as a failed attempt and retried). When the attempt ends, the plugin calls
+ * sb_delivery_done(d, &result) exactly once, from the loop, now or later. d and the envelope
+ * stay valid until then. A plugin must not call back into the runner otherwise.
+ */
+#ifndef SEGBUS_OUTPUTS_OUTPUT_H
+#define SEGBUS_OUTPUTS_OUTPUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "config/config.h"
+#include "pipeline/retry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct sb_loop;
+struct sb_spool;
+struct sb_metrics;
+struct sb_batcher;
+struct sb_event_meta;
+
+/* How an attempt went. status: the HTTP status (local outputs: 200 on success), or <= 0 for
+ * no response (-errno). retry_after: the Retry-After header value or NULL. detail: response
+ * body or error text, kept in the dead-letter file (not logged: it may echo the request). */
+struct sb_output_result {
+    int status;
+    const char *retry_after;
+    const char *detail;
+    size_t detail_len;
+};
+
+struct sb_delivery {
+    const uint8_t *envelope; /* msgpack {batch, sentAt}; sentAt already set for this attempt */
+    size_t len;
+    uint32_t count;       /* events in it */
+    uint32_t retry_count; /* 0 on the first attempt: send X-Retry-Count when > 0 */
+    void *runner;         /* private */
+};
+
+void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *r);
+
+struct sb_output_plugin {
+    const char *type;
+    int (*init)(void **state, const struct sb_output_config *cfg, struct sb_loop *loop, char *err,
+                size_t errlen);
+    int (*deliver)(void *state, struct sb_delivery *d);
+    void (*destroy)(void *state);
+};
+
+extern const struct sb_output_plugin sb_output_file;     /* NDJSON file */
+extern const struct sb_output_plugin sb_output_segment;  /* Segment /v1/batch, JSON */
+extern const struct sb_output_plugin sb_output_hub;      /* segbus hub, msgpack */
+extern const struct sb_output_plugin sb_output_sqlite;   /* warehouse schema in SQLite */
+extern const struct sb_output_plugin sb_output_postgres; /* warehouse schema in PostgreSQL */
+
+/* The plugin for a type, or NULL if this build has none. */
+const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type);
+
+/* ---- the runner ---------------------------------------------------------------------------- */
+
+struct sb_output_runner;
+
+struct sb_output_counters {
+    uint64_t batched, batches, spooled, sent, sent_batches, failed_attempts, retried, dead_lettered,
+        dropped_filtered, backlog_batches;
+};
+
+/* Create the runner of output `index` (its spool tag and spool cursor index) for cfg, with its
+ * plugin. spool_dir gives the default dead-letter path. 0, or -errno with err naming why. */
+int sb_output_runner_new(struct sb_output_runner **out, const struct sb_output_config *cfg,
+                         unsigned index, struct sb_loop *loop, struct sb_spool *spool,
+                         const char *spool_dir, struct sb_metrics *metrics, char *err,
+                         size_t errlen);
+void sb_output_runner_free(struct sb_output_runner *r);
+
+/* Does this output take this event (sources, allow/deny)? source: the source's index in
+ * cfg->sources (-1: none), matched against the output's source names via names[]. */
+bool sb_output_runner_accepts(const struct sb_output_runner *r, const struct sb_event_meta *meta,
+                              const char *source_name);
+/* Batch one event (after the pipeline). 0 or -ENOMEM. */
+int sb_output_runner_add(struct sb_output_runner *r, const uint8_t *event, size_t len,
+                         uint64_t now_ns);
+/* Periodic work: close due batches (or all with force), retry spool appends that were
+ * refused, read and deliver from the spool, fire due retries. */
+void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool force);
+/* The spool made records durable (call for every runner). */
+void sb_output_runner_on_durable(struct sb_output_runner *r, uint64_t upto_seq);
+/* Closed batches waiting for room in the spool: while any runner has some, stop draining. */
+size_t sb_output_runner_backlog(const struct sb_output_runner *r);
+/* Nothing batched, backlogged, spooled-but-undelivered or in flight. */
+bool sb_output_runner_idle(const struct sb_output_runner *r);
+/* Events waiting in the open batch. */
+uint32_t sb_output_runner_pending(const struct sb_output_runner *r);
+const struct sb_output_counters *sb_output_runner_counters(const struct sb_output_runner *r);
+const char *sb_output_runner_name(const struct sb_output_runner *r);
+
+/* Spool record framing: a 4-byte tag (output index, little endian u16, then u16 0) before the
+ * envelope, so that outputs sharing one spool each take their own records. */
+#define SB_OUTPUT_TAG_BYTES 4u
+
+#ifdef __cplusplus
+}
+#endif
+#endif

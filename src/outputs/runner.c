@@ -1,0 +1,551 @@
+/* runner.c: drives one output: batcher -> spool (tagged) -> one delivery at a time -> retry
+ * policy -> ack or dead-letter file, with counters exported as metrics. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "json/json.h"
+#include "metrics/metrics.h"
+#include "net/loop.h"
+#include "outputs/output.h"
+#include "pipeline/batch.h"
+#include "pipeline/stage.h"
+#include "spool/spool.h"
+
+struct backlog_item {
+    struct backlog_item *next;
+    size_t len;
+    uint32_t count;
+    uint8_t data[]; /* tag + envelope */
+};
+
+struct sb_output_runner {
+    const struct sb_output_config *cfg;
+    unsigned index;
+    struct sb_loop *loop;
+    struct sb_spool *spool;
+    const struct sb_output_plugin *plugin;
+    void *state;
+    struct sb_batcher *batcher;
+    struct sb_buf rec; /* scratch: tag + envelope for an append */
+
+    struct backlog_item *bl_head, *bl_tail;
+    size_t bl_n;
+
+    /* The batch being delivered (read from the spool), retried until acked or dead-lettered. */
+    bool have_batch, in_flight, pumping, closing;
+    uint64_t batch_seq;
+    struct sb_buf batch;
+    uint32_t batch_count;
+    struct sb_retry retry;
+    uint64_t retry_at_ns;
+    struct sb_delivery d;
+    uint64_t skip_seq; /* highest record of other outputs read past (ack it) */
+    uint64_t acked;
+
+    char *dead_letter_path;
+    int dl_fd;
+    uint64_t rng;
+    struct sb_output_counters c;
+};
+
+static const char *const type_plugins_note = "not available in this build yet";
+
+const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type)
+{
+    switch (type) {
+    case SB_OUTPUT_FILE:
+        return &sb_output_file;
+    case SB_OUTPUT_SEGMENT:
+        return &sb_output_segment;
+    case SB_OUTPUT_HUB:
+        return &sb_output_hub;
+    case SB_OUTPUT_SQLITE:
+        return &sb_output_sqlite;
+    case SB_OUTPUT_POSTGRES:
+        return &sb_output_postgres;
+    default:
+        return NULL;
+    }
+}
+
+const char *sb_output_runner_name(const struct sb_output_runner *r)
+{
+    return r->cfg->name;
+}
+
+const struct sb_output_counters *sb_output_runner_counters(const struct sb_output_runner *r)
+{
+    return &r->c;
+}
+
+size_t sb_output_runner_backlog(const struct sb_output_runner *r)
+{
+    return r->bl_n;
+}
+
+uint32_t sb_output_runner_pending(const struct sb_output_runner *r)
+{
+    return sb_batcher_pending(r->batcher);
+}
+
+bool sb_output_runner_idle(const struct sb_output_runner *r)
+{
+    struct sb_spool_output_stats st;
+    struct sb_spool_stats ss;
+
+    if (sb_batcher_pending(r->batcher) || r->bl_n || r->have_batch || r->in_flight)
+        return false;
+    /* Appended but not yet durable: it will become pending for some output. */
+    sb_spool_get_stats(r->spool, &ss);
+    if (ss.next_seq > ss.durable_seq + 1)
+        return false;
+    if (sb_spool_get_output_stats(r->spool, r->index, &st) == 0 && st.pending)
+        return false;
+    return true;
+}
+
+static uint64_t next_rand(struct sb_output_runner *r)
+{
+    /* xorshift64*: jitter only needs to differ between daemons and attempts. */
+    r->rng ^= r->rng >> 12;
+    r->rng ^= r->rng << 25;
+    r->rng ^= r->rng >> 27;
+    return r->rng * 0x2545f4914f6cdd1dull;
+}
+
+/* ---- batching and spooling ---------------------------------------------------------------- */
+
+static int backlog_push(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count)
+{
+    struct backlog_item *it = malloc(sizeof *it + len);
+
+    if (!it)
+        return -ENOMEM;
+    it->next = NULL;
+    it->len = len;
+    it->count = count;
+    memcpy(it->data, data, len);
+    if (r->bl_tail)
+        r->bl_tail->next = it;
+    else
+        r->bl_head = it;
+    r->bl_tail = it;
+    r->bl_n++;
+    r->c.backlog_batches = r->bl_n;
+    return 0;
+}
+
+static void dead_letter(struct sb_output_runner *r, const uint8_t *env, size_t len, int status,
+                        const char *reason, const char *detail, size_t detail_len);
+
+/* Append one tagged record; 0 when spooled, else the spool's error. */
+static int spool_append(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count)
+{
+    uint64_t seq;
+    int rc = sb_spool_append(r->spool, data, len, &seq);
+
+    if (rc == 0) {
+        r->c.spooled += count;
+        return 0;
+    }
+    if (rc == -EMSGSIZE) {
+        /* Cannot ever fit: keep it in the dead-letter file rather than lose it silently. */
+        dead_letter(r, data + SB_OUTPUT_TAG_BYTES, len - SB_OUTPUT_TAG_BYTES, 0,
+                    "batch larger than a spool record", NULL, 0);
+        r->c.dead_lettered += count;
+        return 0;
+    }
+    return rc;
+}
+
+static void backlog_retry(struct sb_output_runner *r)
+{
+    while (r->bl_head) {
+        struct backlog_item *it = r->bl_head;
+        if (spool_append(r, it->data, it->len, it->count) != 0)
+            break;
+        r->bl_head = it->next;
+        if (!r->bl_head)
+            r->bl_tail = NULL;
+        r->bl_n--;
+        free(it);
+    }
+    r->c.backlog_batches = r->bl_n;
+}
+
+static int on_batch(void *arg, const uint8_t *envelope, size_t len, uint32_t count)
+{
+    struct sb_output_runner *r = arg;
+    uint8_t tag[SB_OUTPUT_TAG_BYTES] = {(uint8_t)r->index, (uint8_t)(r->index >> 8), 0, 0};
+    int rc;
+
+    r->c.batches++;
+    r->c.batched += count;
+    sb_buf_clear(&r->rec);
+    if (sb_buf_append(&r->rec, tag, sizeof tag) || sb_buf_append(&r->rec, envelope, len))
+        return -ENOMEM;
+    /* Keep spool order: once something waits, everything after it waits behind it. */
+    if (!r->bl_head) {
+        rc = spool_append(r, r->rec.data, r->rec.len, count);
+        if (rc == 0)
+            return 0;
+        if (rc != -EAGAIN && rc != -ENOSPC)
+            sb_warn("output", "%s: spool refused a batch (%s); holding it in memory", r->cfg->name,
+                    strerror(-rc));
+    }
+    return backlog_push(r, r->rec.data, r->rec.len, count);
+}
+
+int sb_output_runner_add(struct sb_output_runner *r, const uint8_t *event, size_t len,
+                         uint64_t now_ns)
+{
+    return sb_batcher_add(r->batcher, event, len, now_ns);
+}
+
+bool sb_output_runner_accepts(const struct sb_output_runner *r, const struct sb_event_meta *meta,
+                              const char *source_name)
+{
+    const struct sb_output_config *c = r->cfg;
+    const char *call = sb_call_name(meta->call);
+    bool allowed;
+
+    if (c->sources.n) {
+        bool found = false;
+        for (size_t i = 0; source_name && i < c->sources.n; i++)
+            found |= !strcmp(c->sources.items[i], source_name);
+        if (!found)
+            return false;
+    }
+    for (size_t i = 0; i < c->deny.n; i++) {
+        const char *n = c->deny.items[i];
+        if (!strcmp(n, call) || (meta->event && strlen(n) == meta->event_len &&
+                                 !memcmp(n, meta->event, meta->event_len)))
+            return false;
+    }
+    allowed = c->allow.n == 0;
+    for (size_t i = 0; i < c->allow.n && !allowed; i++) {
+        const char *n = c->allow.items[i];
+        allowed = !strcmp(n, call) || (meta->event && strlen(n) == meta->event_len &&
+                                       !memcmp(n, meta->event, meta->event_len));
+    }
+    return allowed;
+}
+
+/* ---- dead letters ------------------------------------------------------------------------- */
+
+static void json_string(struct sb_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    sb_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            char e[2] = {'\\', (char)ch};
+            sb_buf_append(b, e, 2);
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            /* Bytes outside ASCII are escaped one by one: a response body is not trusted to be
+             * UTF-8, and this keeps the file valid JSON whatever it held. */
+            char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            sb_buf_append(b, e, 6);
+        } else {
+            sb_buf_append(b, s + i, 1);
+        }
+    }
+    sb_buf_append(b, "\"", 1);
+}
+
+static void dead_letter(struct sb_output_runner *r, const uint8_t *env, size_t len, int status,
+                        const char *reason, const char *detail, size_t detail_len)
+{
+    struct sb_buf line = SB_BUF_INIT;
+    char head[200], when[SB_BATCH_SENT_AT_LEN + 1];
+    size_t consumed;
+    ssize_t w;
+
+    if (r->dl_fd < 0) {
+        r->dl_fd = open(r->dead_letter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (r->dl_fd < 0) {
+            sb_error("output", "%s: cannot open dead-letter file %s: %s; batch of %zu bytes lost",
+                     r->cfg->name, r->dead_letter_path, strerror(errno), len);
+            return;
+        }
+    }
+    sb_format_time_ms(sb_wall_ms(), when);
+    when[SB_BATCH_SENT_AT_LEN] = 0;
+    snprintf(head, sizeof head,
+             "{\"time\":\"%s\",\"output\":\"%s\",\"status\":%d,\"reason\":", when, r->cfg->name,
+             status);
+    sb_buf_append_str(&line, head);
+    json_string(&line, reason, strlen(reason));
+    sb_buf_append_str(&line, ",\"response\":");
+    json_string(&line, detail ? detail : "", detail ? detail_len : 0);
+    sb_buf_append_str(&line, ",\"envelope\":");
+    if (sb_msgpack_to_json(env, len, &consumed, &line) != 0)
+        sb_buf_append_str(&line, "null");
+    sb_buf_append_str(&line, "}\n");
+    w = line.data ? write(r->dl_fd, line.data, line.len) : -1;
+    if (w != (ssize_t)line.len)
+        sb_error("output", "%s: dead-letter write failed: %s", r->cfg->name,
+                 w < 0 ? strerror(errno) : "short write");
+    else
+        (void)fdatasync(r->dl_fd); /* it is the only copy once the spool record is acked */
+    sb_buf_free(&line);
+}
+
+/* ---- delivery ----------------------------------------------------------------------------- */
+
+static void pump(struct sb_output_runner *r, uint64_t now_ns);
+
+static int read_cb(void *arg, uint64_t seq, const void *data, size_t len)
+{
+    struct sb_output_runner *r = arg;
+    const uint8_t *p = data;
+    unsigned tag;
+
+    if (r->have_batch)
+        return 1; /* one batch at a time: stop before this record */
+    if (len < SB_OUTPUT_TAG_BYTES + SB_BATCH_HEAD_BYTES + SB_BATCH_TAIL_BYTES) {
+        r->skip_seq = seq; /* not ours to judge (or unreadable): skip */
+        return 0;
+    }
+    tag = (unsigned)p[0] | (unsigned)p[1] << 8;
+    if (tag != r->index) {
+        r->skip_seq = seq;
+        return 0;
+    }
+    sb_buf_clear(&r->batch);
+    if (sb_buf_append(&r->batch, p + SB_OUTPUT_TAG_BYTES, len - SB_OUTPUT_TAG_BYTES))
+        return 1; /* out of memory: try again next tick */
+    p += SB_OUTPUT_TAG_BYTES;
+    r->batch_count = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+    r->batch_seq = seq;
+    r->have_batch = true;
+    r->retry = (struct sb_retry){0};
+    r->retry_at_ns = 0;
+    return 0;
+}
+
+void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
+{
+    struct sb_output_runner *r = d->runner;
+    uint64_t now = sb_now_ns(), delay = 0;
+    enum sb_http_outcome o;
+
+    r->in_flight = false;
+    if (r->closing)
+        return; /* cancelled by the plugin's destroy: the batch stays in the spool */
+    o = sb_retry_next(&r->retry, res->status, res->retry_after, now, time(NULL),
+                      r->cfg->max_retry_duration_ns, next_rand(r), &delay);
+    switch (o) {
+    case SB_HTTP_SUCCESS:
+        r->c.sent += r->batch_count;
+        r->c.sent_batches++;
+        sb_spool_ack(r->spool, r->index, r->batch_seq);
+        r->acked = r->batch_seq;
+        r->have_batch = false;
+        break;
+    case SB_HTTP_RETRY:
+        r->c.failed_attempts++;
+        r->c.retried++;
+        r->retry_at_ns = now + delay;
+        sb_warn("output", "%s: batch of %u events failed (%s %d); retry %u in %.1f s", r->cfg->name,
+                r->batch_count, res->status > 0 ? "HTTP" : "error", res->status, r->retry.retries,
+                (double)delay / 1e9);
+        break;
+    case SB_HTTP_DEAD_LETTER:
+        r->c.failed_attempts++;
+        r->c.dead_lettered += r->batch_count;
+        sb_error("output", "%s: batch of %u events refused (%s %d): written to %s", r->cfg->name,
+                 r->batch_count, res->status > 0 ? "HTTP" : "error", res->status,
+                 r->dead_letter_path);
+        dead_letter(r, r->batch.data, r->batch.len, res->status,
+                    sb_retry_classify(res->status) == SB_HTTP_DEAD_LETTER
+                        ? "not retryable"
+                        : "gave up after max_retry_duration",
+                    res->detail, res->detail_len);
+        sb_spool_ack(r->spool, r->index, r->batch_seq);
+        r->acked = r->batch_seq;
+        r->have_batch = false;
+        break;
+    }
+    if (!r->pumping)
+        pump(r, now);
+}
+
+static void attempt(struct sb_output_runner *r)
+{
+    int rc;
+
+    sb_batch_set_sent_at(r->batch.data, r->batch.len, sb_wall_ms());
+    r->d = (struct sb_delivery){.envelope = r->batch.data,
+                                .len = r->batch.len,
+                                .count = r->batch_count,
+                                .retry_count = r->retry.retries,
+                                .runner = r};
+    r->in_flight = true;
+    rc = r->plugin->deliver(r->state, &r->d);
+    if (rc < 0 && r->in_flight) {
+        struct sb_output_result res = {.status = rc, .detail = "could not start the request"};
+        res.detail_len = strlen(res.detail);
+        sb_delivery_done(&r->d, &res);
+    }
+}
+
+static void pump(struct sb_output_runner *r, uint64_t now_ns)
+{
+    r->pumping = true;
+    for (int guard = 0; guard < 4096; guard++) {
+        if (r->in_flight)
+            break;
+        if (r->have_batch) {
+            if (r->retry_at_ns && now_ns < r->retry_at_ns)
+                break;
+            attempt(r);
+            continue; /* a synchronous plugin finished already; an async one is in flight */
+        }
+        int n = sb_spool_read(r->spool, r->index, 1, read_cb, r);
+        if (!r->have_batch && r->skip_seq > r->acked &&
+            sb_spool_ack(r->spool, r->index, r->skip_seq) == 0)
+            r->acked = r->skip_seq;
+        if (n <= 0)
+            break;
+    }
+    r->pumping = false;
+}
+
+void sb_output_runner_on_durable(struct sb_output_runner *r, uint64_t upto_seq)
+{
+    (void)upto_seq;
+    backlog_retry(r);
+    if (!r->pumping)
+        pump(r, sb_now_ns());
+}
+
+void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool force)
+{
+    int rc;
+
+    backlog_retry(r);
+    rc = sb_batcher_flush(r->batcher, now_ns, force);
+    if (rc)
+        sb_warn("output", "%s: closing a batch failed: %s", r->cfg->name, strerror(-rc));
+    if (force)
+        sb_spool_flush(r->spool);
+    if (!r->pumping)
+        pump(r, now_ns);
+}
+
+/* ---- life cycle --------------------------------------------------------------------------- */
+
+static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
+{
+    const char *const out[] = {"output", r->cfg->name, NULL};
+    const char *const retry[] = {"output", r->cfg->name, "reason", "retryable_status", NULL};
+    const char *const failed[] = {"output", r->cfg->name, "reason", "attempt_failed", NULL};
+    const char *const dead[] = {"output", r->cfg->name, "reason", "refused_or_expired", NULL};
+    const char *const filt[] = {"where", r->cfg->name, "reason", "filtered", NULL};
+
+    if (!m)
+        return;
+    sb_metrics_counter_ref(m, SB_M_BATCHED, "Events put into batches, per output.", out,
+                           &r->c.batched);
+    sb_metrics_counter_ref(m, SB_M_BATCHES, "Batches closed, per output.", out, &r->c.batches);
+    sb_metrics_counter_ref(m, SB_M_SPOOLED, "Events written to the spool, per output.", out,
+                           &r->c.spooled);
+    sb_metrics_counter_ref(m, SB_M_SENT, "Events delivered, per output.", out, &r->c.sent);
+    sb_metrics_counter_ref(m, SB_M_RETRIED, "Batches scheduled for another attempt.", retry,
+                           &r->c.retried);
+    sb_metrics_counter_ref(m, SB_M_FAILED, "Delivery attempts that failed.", failed,
+                           &r->c.failed_attempts);
+    sb_metrics_counter_ref(m, SB_M_DEAD_LETTERED, "Events written to the dead-letter file.", dead,
+                           &r->c.dead_lettered);
+    sb_metrics_counter_ref(m, SB_M_DROPPED, "Events not delivered to an output, by reason.", filt,
+                           &r->c.dropped_filtered);
+}
+
+int sb_output_runner_new(struct sb_output_runner **out, const struct sb_output_config *cfg,
+                         unsigned index, struct sb_loop *loop, struct sb_spool *spool,
+                         const char *spool_dir, struct sb_metrics *metrics, char *err,
+                         size_t errlen)
+{
+    struct sb_output_runner *r;
+    int rc;
+
+    *out = NULL;
+    if (index > 0xffff) {
+        snprintf(err, errlen, "too many outputs");
+        return -EINVAL;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->cfg = cfg;
+    r->index = index;
+    r->loop = loop;
+    r->spool = spool;
+    r->dl_fd = -1;
+    r->rng = sb_now_ns() ^ ((uint64_t)getpid() << 32) ^ index;
+    if (!r->rng)
+        r->rng = 1;
+    r->plugin = sb_output_plugin_for(cfg->type);
+    if (!r->plugin) {
+        snprintf(err, errlen, "output %s: type %s is %s", cfg->name, sb_output_type_name(cfg->type),
+                 type_plugins_note);
+        free(r);
+        return -ENOTSUP;
+    }
+    if (cfg->dead_letter) {
+        r->dead_letter_path = strdup(cfg->dead_letter);
+    } else {
+        size_t n = strlen(spool_dir) + strlen(cfg->name) + 20;
+        r->dead_letter_path = malloc(n);
+        if (r->dead_letter_path)
+            snprintf(r->dead_letter_path, n, "%s/%s.dead.ndjson", spool_dir, cfg->name);
+    }
+    if (!r->dead_letter_path) {
+        free(r);
+        return -ENOMEM;
+    }
+    rc = sb_batcher_new(&r->batcher, &cfg->batch, on_batch, r);
+    if (rc) {
+        sb_output_runner_free(r);
+        return rc;
+    }
+    rc = r->plugin->init(&r->state, cfg, loop, err, errlen);
+    if (rc) {
+        r->plugin = NULL;
+        sb_output_runner_free(r);
+        return rc;
+    }
+    register_metrics(r, metrics);
+    *out = r;
+    return 0;
+}
+
+void sb_output_runner_free(struct sb_output_runner *r)
+{
+    if (!r)
+        return;
+    r->closing = true;
+    if (r->plugin && r->plugin->destroy)
+        r->plugin->destroy(r->state);
+    sb_batcher_free(r->batcher);
+    while (r->bl_head) {
+        struct backlog_item *it = r->bl_head;
+        r->bl_head = it->next;
+        free(it);
+    }
+    sb_buf_free(&r->rec);
+    sb_buf_free(&r->batch);
+    if (r->dl_fd >= 0)
+        close(r->dl_fd);
+    free(r->dead_letter_path);
+    free(r);
+}
