@@ -114,10 +114,12 @@ module Segbus
 
     private
 
+    # analytics-ruby symbolizes the keys; most callers already use symbols, so look for one
+    # first instead of copying every call's hash.
     def symbolize(attrs)
       raise ArgumentError, 'Attributes must be a Hash' unless attrs.is_a?(Hash)
-      return attrs if attrs.empty? || attrs.first[0].is_a?(Symbol)
-      attrs.transform_keys(&:to_sym)
+      return attrs if attrs.key?(:user_id) || attrs.key?(:anonymous_id) || attrs.key?(:previous_id)
+      attrs.transform_keys { |k| k.is_a?(String) ? k.to_sym : k }
     end
 
     def call(type, user_id, anonymous_id, a, b, body, attrs)
