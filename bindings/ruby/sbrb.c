@@ -438,11 +438,10 @@ static size_t client_size(const void *p)
 {
     return sizeof(struct sbrb_client);
 }
-static const rb_data_type_t client_type = {"Segbus::NativeClient",
-                                           {NULL, client_free, client_size, {NULL}},
-                                           NULL,
-                                           NULL,
-                                           RUBY_TYPED_FREE_IMMEDIATELY};
+static const rb_data_type_t client_type = {
+    .wrap_struct_name = "Segbus::NativeClient",
+    .function = {.dfree = client_free, .dsize = client_size},
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY};
 
 static struct sbrb_client *client_of(VALUE v)
 {

@@ -102,8 +102,38 @@ __attribute__((format(printf, 4, 5))) static int map_fail(segbus_map_t *m, const
     return err;
 }
 
-/* Check the call's context (error state, key presence, size) and write the key. */
-static int map_key(segbus_map_t *m, const char *key, size_t value_max)
+/* Length of a NUL-terminated key, and whether it is all ASCII, in one pass (keys are short). */
+static inline size_t key_scan(const char *k, unsigned *high)
+{
+    const unsigned char *p = (const unsigned char *)k;
+    unsigned h = 0;
+    size_t n = 0;
+    while (p[n]) {
+        h |= p[n];
+        n++;
+    }
+    *high = h & 0x80;
+    return n;
+}
+
+/* Valid UTF-8, with an inline ASCII fast path for the usual short strings. */
+static inline int utf8_ok(const char *s, size_t n, size_t *bad)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull)
+            return sb_utf8_valid(s, n, bad);
+    }
+    for (; i < n; i++)
+        if ((unsigned char)s[i] & 0x80)
+            return sb_utf8_valid(s, n, bad);
+    return 1;
+}
+
+static int map_key_slow(segbus_map_t *m, const char *key, size_t klen, unsigned high,
+                        size_t value_max)
 {
     if (m->err)
         return m->err;
@@ -112,21 +142,38 @@ static int map_key(segbus_map_t *m, const char *key, size_t value_max)
         return map_fail(m, NULL, -EINVAL, "a map entry needs a key");
     if (!in_map && key)
         return map_fail(m, NULL, -EINVAL, "an array element takes no key (got \"%.40s\")", key);
-    size_t klen = key ? strlen(key) : 0;
-    if (key) {
-        size_t bad;
-        if (!sb_utf8_valid(key, klen, &bad))
-            return map_fail(m, NULL, -SEGBUS_EUTF8, "key: invalid UTF-8 at byte %zu", bad);
-    }
+    size_t bad;
+    if (key && high && !sb_utf8_valid(key, klen, &bad))
+        return map_fail(m, NULL, -SEGBUS_EUTF8, "key: invalid UTF-8 at byte %zu", bad);
     if (m->buf.len + klen + value_max > SEGBUS_MAX_EVENT_BYTES)
         return map_fail(m, key, -EMSGSIZE, "over the 32 KB event limit");
-    if (m->buf.cap - m->buf.len < klen + value_max + MPW_SLACK &&
-        sb_buf_reserve(&m->buf, klen + value_max + MPW_SLACK) < 0)
+    if (sb_buf_reserve(&m->buf, klen + value_max + MPW_SLACK) < 0)
         return map_fail(m, key, -ENOMEM, "out of memory");
     if (key) {
         uint8_t *p = m->buf.data + m->buf.len;
         size_t h = mpw_str_hdr_to(p, klen);
-        memcpy(p + h, key, klen);
+        mpw_copy(p + h, key, klen);
+        m->buf.len += h + klen;
+    }
+    return 0;
+}
+
+/* Check the call's context (error state, key presence, size) and write the key. The fast path
+ * (no error, key where one belongs, ASCII, room) stays inline. */
+static inline int map_key(segbus_map_t *m, const char *key, size_t value_max)
+{
+    unsigned high = 0;
+    size_t klen = key ? key_scan(key, &high) : 0;
+    int in_map = m->depth == 0 || m->lv[m->depth - 1].is_map;
+    if (__builtin_expect(m->err || !key != !in_map || high ||
+                             m->buf.len + klen + value_max > SEGBUS_MAX_EVENT_BYTES ||
+                             m->buf.cap - m->buf.len < klen + value_max + MPW_SLACK,
+                         0))
+        return map_key_slow(m, key, klen, high, value_max);
+    if (key) {
+        uint8_t *p = m->buf.data + m->buf.len;
+        size_t h = mpw_str_hdr_to(p, klen);
+        mpw_copy(p + h, key, klen);
         m->buf.len += h + klen;
     }
     return 0;
@@ -147,14 +194,14 @@ SEGBUS_API int segbus_map_add_strn(segbus_map_t *m, const char *key, const char 
     if (!v)
         return segbus_map_add_null(m, key);
     size_t bad;
-    if (!m->err && !sb_utf8_valid(v, len, &bad))
+    if (!m->err && !utf8_ok(v, len, &bad))
         return map_fail(m, key, -SEGBUS_EUTF8, "invalid UTF-8 at byte %zu", bad);
     int rc = map_key(m, key, len + 5);
     if (rc)
         return rc;
     uint8_t *p = m->buf.data + m->buf.len;
     size_t h = mpw_str_hdr_to(p, len);
-    memcpy(p + h, v, len);
+    mpw_copy(p + h, v, len);
     m->buf.len += h + len;
     map_counted(m);
     return 0;
@@ -162,7 +209,22 @@ SEGBUS_API int segbus_map_add_strn(segbus_map_t *m, const char *key, const char 
 
 SEGBUS_API int segbus_map_add_str(segbus_map_t *m, const char *key, const char *v)
 {
-    return segbus_map_add_strn(m, key, v, v ? strlen(v) : 0);
+    if (!v || !m)
+        return segbus_map_add_strn(m, key, v, 0);
+    /* One pass for length and ASCII-ness: most values are short ASCII. */
+    unsigned high;
+    size_t len = key_scan(v, &high);
+    if (high)
+        return segbus_map_add_strn(m, key, v, len);
+    int rc = map_key(m, key, len + 5);
+    if (rc)
+        return rc;
+    uint8_t *p = m->buf.data + m->buf.len;
+    size_t h = mpw_str_hdr_to(p, len);
+    mpw_copy(p + h, v, len);
+    m->buf.len += h + len;
+    map_counted(m);
+    return 0;
 }
 
 SEGBUS_API int segbus_map_add_int(segbus_map_t *m, const char *key, int64_t v)

@@ -68,9 +68,11 @@ struct sb_output_plugin {
     void (*destroy)(void *state);
 };
 
-extern const struct sb_output_plugin sb_output_file;    /* NDJSON file */
-extern const struct sb_output_plugin sb_output_segment; /* Segment /v1/batch, JSON */
-extern const struct sb_output_plugin sb_output_hub;     /* segbus hub, msgpack */
+extern const struct sb_output_plugin sb_output_file;     /* NDJSON file */
+extern const struct sb_output_plugin sb_output_segment;  /* Segment /v1/batch, JSON */
+extern const struct sb_output_plugin sb_output_hub;      /* segbus hub, msgpack */
+extern const struct sb_output_plugin sb_output_sqlite;   /* warehouse schema in SQLite */
+extern const struct sb_output_plugin sb_output_postgres; /* warehouse schema in PostgreSQL */
 
 /* The plugin for a type, or NULL if this build has none. */
 const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type);

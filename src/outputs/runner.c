@@ -65,6 +65,10 @@ const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type)
         return &sb_output_segment;
     case SB_OUTPUT_HUB:
         return &sb_output_hub;
+    case SB_OUTPUT_SQLITE:
+        return &sb_output_sqlite;
+    case SB_OUTPUT_POSTGRES:
+        return &sb_output_postgres;
     default:
         return NULL;
     }
