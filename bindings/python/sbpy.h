@@ -12,7 +12,6 @@
 
 /* One conversion of a Python value into cv->buf (appended). */
 struct sbpy_conv {
-    msgpack_packer pk;
     msgpack_sbuffer *buf;
     int strict;       /* refuse (TypeError) instead of dropping */
     const char *root; /* field name the path starts with, e.g. "properties" */

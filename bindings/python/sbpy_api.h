@@ -19,25 +19,25 @@ unsigned long long sbpy_dropped(void);
  * timezone guess and millisecond isoformat), warn(list of str) (logs dropped values). */
 PyObject *sbpy_client_setup(PyObject *fmt_timestamp, PyObject *warn);
 /* A capsule holding a segbus client; raises OSError/RuntimeError with the detail. policy is
- * enum segbus_full_policy; strict refuses unserialisable values with TypeError; connect 0 makes
- * a client that only checks and encodes (send=False): no ring, no daemon needed. */
+ * enum segbus_full_policy; strict refuses unserialisable values with TypeError; flags: 1 = send
+ * (without it the client only checks and encodes: no ring, no daemon needed), 2 = sync_mode
+ * (each call waits up to sync_timeout_ms for the daemon to take its event). */
 PyObject *sbpy_client_open(PyObject *socket, PyObject *write_key, int policy, long long block_ms,
-                           int standalone, int strict, int connect);
+                           int standalone, int strict, int flags, long long sync_timeout_ms);
 PyObject *sbpy_client_close(PyObject *client);
 /* segbus_flush() with the GIL released: its return code (0, -SEGBUS_ETIMEDOUT, ...). */
 PyObject *sbpy_flush(PyObject *client, long long timeout_ms);
 /* The client's counters as a dict. */
 PyObject *sbpy_stats(PyObject *client);
-/* One event call (type is enum segbus_type; flags 1 = enqueue, 2 = wait for the daemon). The
- * call-specific arguments: a = event (track), name (page, screen), group_id (group), previous_id
- * (alias); b = category (page, screen); body = properties or traits. Returns analytics-python's
- * (success, message); AssertionError for a missing or wrongly typed argument, RuntimeError for
- * an event over 32 KB, TypeError for an unserialisable value in strict mode; None when the
- * client is closed (after shutdown(): the caller opens a new one and calls again). */
-PyObject *sbpy_send(PyObject *client, int type, int flags, long long sync_timeout_ms,
-                    PyObject *user_id, PyObject *anonymous_id, PyObject *a, PyObject *b,
-                    PyObject *body, PyObject *context, PyObject *timestamp, PyObject *integrations,
-                    PyObject *message_id);
+/* One event call (type is enum segbus_type). The call-specific arguments: a = event (track), name
+ * (page, screen), group_id (group), previous_id (alias); b = category (page, screen); body =
+ * properties or traits. Returns analytics-python's (success, message); AssertionError for a missing
+ * or wrongly typed argument, RuntimeError for an event over 32 KB, TypeError for an unserialisable
+ * value in strict mode; None when the client is closed (after shutdown(): the caller opens a new
+ * one and calls again). */
+PyObject *sbpy_send(PyObject *client, int type, PyObject *user_id, PyObject *anonymous_id,
+                    PyObject *a, PyObject *b, PyObject *body, PyObject *context,
+                    PyObject *timestamp, PyObject *integrations, PyObject *message_id);
 #endif
 
 #endif

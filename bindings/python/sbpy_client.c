@@ -18,7 +18,9 @@
 struct sbpy_client {
     segbus_client_t *c;
     int strict;
-    uint64_t dropped; /* values dropped by this client's calls (GIL-protected) */
+    int flags;                 /* F_SEND, F_SYNC: analytics-python's send and sync_mode */
+    long long sync_timeout_ms; /* sync_mode's wait for the daemon */
+    uint64_t dropped;          /* values dropped by this client's calls (GIL-protected) */
 };
 
 /* Callables and interned strings set by sbpy_client_setup(). */
@@ -100,6 +102,11 @@ static PyObject *intern(const char *s)
 
 PyObject *sbpy_client_setup(PyObject *fmt_timestamp, PyObject *warn)
 {
+    if (!PyDateTimeAPI) { /* datetime.h's capsule pointer is per C file: import it here too */
+        PyDateTime_IMPORT;
+        if (!PyDateTimeAPI)
+            return NULL;
+    }
     Py_XINCREF(fmt_timestamp);
     Py_XINCREF(warn);
     Py_XSETREF(fmt_timestamp_fn, fmt_timestamp);
@@ -160,9 +167,12 @@ static struct sbpy_client *client_of(PyObject *cap)
     return PyCapsule_GetPointer(cap, CAPSULE_NAME);
 }
 
+enum { F_SEND = 1, F_SYNC = 2 };
+
 PyObject *sbpy_client_open(PyObject *socket, PyObject *write_key, int policy, long long block_ms,
-                           int standalone, int strict, int connect)
+                           int standalone, int strict, int flags, long long sync_timeout_ms)
 {
+    int connect = flags & F_SEND;
     segbus_options_t *o = segbus_options_new();
     if (!o)
         return PyErr_NoMemory();
@@ -200,6 +210,8 @@ PyObject *sbpy_client_open(PyObject *socket, PyObject *write_key, int policy, lo
             return PyErr_NoMemory();
         }
         cl->strict = strict;
+        cl->flags = flags;
+        cl->sync_timeout_ms = sync_timeout_ms;
         if (connect) {
             Py_BEGIN_ALLOW_THREADS /* registration talks to the daemon over its socket */
                 rc = segbus_client_open(&cl->c, o);
@@ -441,16 +453,14 @@ static PyObject *str_or_none(const char *s)
 
 /* ---- the event call ------------------------------------------------------------------------- */
 
-enum { F_SEND = 1, F_SYNC = 2 };
-
-PyObject *sbpy_send(PyObject *cap, int type, int flags, long long sync_timeout_ms,
-                    PyObject *user_id, PyObject *anonymous_id, PyObject *a, PyObject *b,
-                    PyObject *body, PyObject *context, PyObject *timestamp, PyObject *integrations,
-                    PyObject *message_id)
+PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonymous_id, PyObject *a,
+                    PyObject *b, PyObject *body, PyObject *context, PyObject *timestamp,
+                    PyObject *integrations, PyObject *message_id)
 {
     struct sbpy_client *cl = client_of(cap);
     if (!cl)
         return NULL;
+    int flags = cl->flags;
     if ((flags & F_SEND) && !cl->c)
         Py_RETURN_NONE; /* closed (shutdown() or send=False): the Python layer opens it again */
     if (type < SEGBUS_TRACK || type > SEGBUS_ALIAS) {
@@ -640,7 +650,7 @@ PyObject *sbpy_send(PyObject *cap, int type, int flags, long long sync_timeout_m
     if (success && (flags & F_SEND) && (flags & F_SYNC)) {
         int frc;
         Py_BEGIN_ALLOW_THREADS /* waiting for the daemon to take the event */
-            frc = segbus_flush(cl->c, sync_timeout_ms);
+            frc = segbus_flush(cl->c, cl->sync_timeout_ms);
         Py_END_ALLOW_THREADS success = frc == 0;
     }
 

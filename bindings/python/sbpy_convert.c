@@ -36,13 +36,14 @@ int sbpy_convert_setup(PyObject *decimal_type, PyObject *uuid_type, PyObject *en
     return 0;
 }
 
-/* msgpack-c's packer writes through this callback; msgpack_sbuffer_write grows by doubling. */
 void sbpy_conv_init(struct sbpy_conv *cv, msgpack_sbuffer *buf, int strict)
 {
-    memset(cv, 0, sizeof *cv);
     cv->buf = buf;
     cv->strict = strict;
-    msgpack_packer_init(&cv->pk, buf, msgpack_sbuffer_write);
+    cv->root = NULL;
+    cv->depth = 0;
+    cv->warnings = NULL;
+    cv->dropped = 0;
 }
 
 void sbpy_conv_done(struct sbpy_conv *cv)
@@ -108,7 +109,7 @@ static int conv_drop(struct sbpy_conv *cv, PyObject *value, const char *why)
 
 static int pack_utf8(struct sbpy_conv *cv, const char *s, Py_ssize_t n)
 {
-    if (msgpack_pack_str(&cv->pk, (size_t)n) || msgpack_pack_str_body(&cv->pk, s, (size_t)n)) {
+    if (sb_w_str(cv->buf, s, (size_t)n)) {
         PyErr_NoMemory();
         return -1;
     }
@@ -118,7 +119,13 @@ static int pack_utf8(struct sbpy_conv *cv, const char *s, Py_ssize_t n)
 static int pack_str(struct sbpy_conv *cv, PyObject *s)
 {
     Py_ssize_t n;
-    const char *p = PyUnicode_AsUTF8AndSize(s, &n);
+    const char *p;
+    if (PyUnicode_IS_COMPACT_ASCII(s)) { /* the common case: the bytes are the UTF-8 */
+        n = PyUnicode_GET_LENGTH(s);
+        p = (const char *)(((PyASCIIObject *)s) + 1);
+        return pack_utf8(cv, p, n);
+    }
+    p = PyUnicode_AsUTF8AndSize(s, &n);
     if (!p) {
         if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
             return -1;
@@ -148,12 +155,12 @@ static int pack_int(struct sbpy_conv *cv, PyObject *v)
     if (!overflow) {
         if (x == -1 && PyErr_Occurred())
             return -1;
-        return msgpack_pack_long_long(&cv->pk, x) ? (PyErr_NoMemory(), -1) : 0;
+        return sb_w_int(cv->buf, x) ? (PyErr_NoMemory(), -1) : 0;
     }
     if (overflow > 0) {
         unsigned long long u = PyLong_AsUnsignedLongLong(v);
         if (!(u == (unsigned long long)-1 && PyErr_Occurred()))
-            return msgpack_pack_unsigned_long_long(&cv->pk, u) ? (PyErr_NoMemory(), -1) : 0;
+            return sb_w_uint(cv->buf, u) ? (PyErr_NoMemory(), -1) : 0;
         PyErr_Clear();
     }
     return pack_as_text(cv, v);
@@ -163,7 +170,7 @@ static int pack_double(struct sbpy_conv *cv, PyObject *obj, double d)
 {
     if (!isfinite(d))
         return conv_drop(cv, obj, "NaN and Infinity have no JSON form");
-    return msgpack_pack_double(&cv->pk, d) ? (PyErr_NoMemory(), -1) : 0;
+    return sb_w_double(cv->buf, d) ? (PyErr_NoMemory(), -1) : 0;
 }
 
 static int pack_value(struct sbpy_conv *cv, PyObject *v);
@@ -195,12 +202,33 @@ static int pack_dict(struct sbpy_conv *cv, PyObject *d)
         n = UINT32_MAX;
     size_t off = cv->buf->size;
     uint32_t packed = 0;
-    if (msgpack_pack_map(&cv->pk, (size_t)n)) {
+    if (sb_w_container(cv->buf, (uint32_t)n, 1)) {
         PyErr_NoMemory();
         return -1;
     }
     PyObject *k, *v;
     while (packed < (uint32_t)n && PyDict_Next(d, &pos, &k, &v)) {
+        if (PyUnicode_CheckExact(k) && PyUnicode_IS_COMPACT_ASCII(k) &&
+            (PyUnicode_CheckExact(v) || PyFloat_CheckExact(v) || PyLong_CheckExact(v))) {
+            /* Fast path: an ASCII str key and a scalar that runs no Python code, so nothing can
+             * change d under us and no references need holding. */
+            cv->path[cv->depth].key = k;
+            size_t mark = cv->buf->size;
+            int rc = pack_utf8(cv, (const char *)(((PyASCIIObject *)k) + 1),
+                               PyUnicode_GET_LENGTH(k));
+            if (rc == 0) {
+                cv->depth++;
+                rc = pack_value(cv, v);
+                cv->depth--;
+            }
+            if (rc < 0)
+                return -1;
+            if (rc == 1)
+                cv->buf->size = mark;
+            else
+                packed++;
+            continue;
+        }
         /* Hold both: converting a value may run Python code (isoformat, __str__) that mutates d. */
         Py_INCREF(k);
         Py_INCREF(v);
@@ -241,7 +269,7 @@ static int pack_seq(struct sbpy_conv *cv, PyObject *seq)
         n = UINT32_MAX;
     size_t off = cv->buf->size;
     uint32_t packed = 0;
-    int rc = msgpack_pack_array(&cv->pk, (size_t)n) ? (PyErr_NoMemory(), -1) : 0;
+    int rc = sb_w_container(cv->buf, (uint32_t)n, 0) ? (PyErr_NoMemory(), -1) : 0;
     for (Py_ssize_t i = 0; rc >= 0 && i < n && i < PySequence_Fast_GET_SIZE(fast); i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
         Py_INCREF(item);
@@ -332,11 +360,9 @@ static int pack_value(struct sbpy_conv *cv, PyObject *v)
     if (PyUnicode_CheckExact(v))
         return pack_str(cv, v);
     if (v == Py_None)
-        return msgpack_pack_nil(&cv->pk) ? (PyErr_NoMemory(), -1) : 0;
+        return sb_w_nil(cv->buf) ? (PyErr_NoMemory(), -1) : 0;
     if (v == Py_True || v == Py_False)
-        return (v == Py_True ? msgpack_pack_true(&cv->pk) : msgpack_pack_false(&cv->pk))
-                   ? (PyErr_NoMemory(), -1)
-                   : 0;
+        return sb_w_bool(cv->buf, v == Py_True) ? (PyErr_NoMemory(), -1) : 0;
     if (PyLong_CheckExact(v))
         return pack_int(cv, v);
     if (PyFloat_CheckExact(v))

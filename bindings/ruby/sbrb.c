@@ -22,7 +22,6 @@ static uint64_t dropped_total;
 /* ---- converter ------------------------------------------------------------------------------ */
 
 struct conv {
-    msgpack_packer pk;
     msgpack_sbuffer *buf;
     int strict;
     const char *root;
@@ -103,8 +102,8 @@ static int conv_drop(struct conv *cv, VALUE v, const char *why)
 
 static int pack_bytes(struct conv *cv, const char *p, long n)
 {
-    msgpack_pack_str(&cv->pk, (size_t)n);
-    msgpack_pack_str_body(&cv->pk, p, (size_t)n);
+    if (sb_w_str(cv->buf, p, (size_t)n))
+        rb_memerror(); /* cannot leave the scratch busy: no-memory ends the process anyway */
     return 0;
 }
 
@@ -112,12 +111,20 @@ static int pack_bytes(struct conv *cv, const char *p, long n)
  * converted; binary strings only when their bytes are valid UTF-8. */
 static int pack_string(struct conv *cv, VALUE s)
 {
-    rb_encoding *enc = rb_enc_get(s);
-    if (enc == rb_utf8_encoding() || enc == rb_usascii_encoding()) {
-        if (rb_enc_str_coderange(s) == ENC_CODERANGE_BROKEN)
+    static int utf8_index = -1, ascii_index = -1;
+    if (utf8_index < 0) {
+        utf8_index = rb_utf8_encindex();
+        ascii_index = rb_usascii_encindex();
+    }
+    int ei = ENCODING_GET(s);
+    if (ei == utf8_index || ei == ascii_index) {
+        int cr = ENC_CODERANGE(s); /* cached by Ruby for most strings: no scan */
+        if (cr != ENC_CODERANGE_7BIT && cr != ENC_CODERANGE_VALID &&
+            rb_enc_str_coderange(s) == ENC_CODERANGE_BROKEN)
             return conv_drop(cv, s, "string is not valid UTF-8");
         return pack_bytes(cv, RSTRING_PTR(s), RSTRING_LEN(s));
     }
+    rb_encoding *enc = rb_enc_from_index(ei);
     if (enc == rb_ascii8bit_encoding()) {
         VALUE u = rb_enc_associate(rb_str_dup(s), rb_utf8_encoding());
         if (rb_enc_str_coderange(u) == ENC_CODERANGE_BROKEN)
@@ -141,18 +148,15 @@ static int pack_text_of(struct conv *cv, VALUE v, VALUE text)
 static int pack_integer(struct conv *cv, VALUE v)
 {
     if (FIXNUM_P(v)) {
-        msgpack_pack_int64(&cv->pk, (int64_t)FIX2LONG(v));
-        return 0;
+        return sb_w_int(cv->buf, (int64_t)FIX2LONG(v)) ? (rb_memerror(), -1) : 0;
     }
     int neg = RBIGNUM_NEGATIVE_P(v);
     size_t bits = rb_absint_numwords(v, 1, NULL);
     if (!neg && bits <= 64) {
-        msgpack_pack_uint64(&cv->pk, (uint64_t)rb_big2ull(v));
-        return 0;
+        return sb_w_uint(cv->buf, (uint64_t)rb_big2ull(v)) ? (rb_memerror(), -1) : 0;
     }
     if (neg && (bits <= 63 || (bits == 64 && rb_absint_singlebit_p(v)))) { /* down to -2^63 */
-        msgpack_pack_int64(&cv->pk, (int64_t)rb_big2ll(v));
-        return 0;
+        return sb_w_int(cv->buf, (int64_t)rb_big2ll(v)) ? (rb_memerror(), -1) : 0;
     }
     return pack_text_of(cv, v, rb_big2str(v, 10));
 }
@@ -161,8 +165,7 @@ static int pack_double(struct conv *cv, VALUE v, double d)
 {
     if (!isfinite(d))
         return conv_drop(cv, v, "NaN and Infinity have no JSON form");
-    msgpack_pack_double(&cv->pk, d);
-    return 0;
+    return sb_w_double(cv->buf, d) ? (rb_memerror(), -1) : 0;
 }
 
 static int pack_value(struct conv *cv, VALUE v);
@@ -221,7 +224,8 @@ static int pack_hash(struct conv *cv, VALUE h)
 {
     long n = RHASH_SIZE(h);
     size_t off = cv->buf->size;
-    msgpack_pack_map(&cv->pk, (size_t)n);
+    if (sb_w_container(cv->buf, (uint32_t)n, 1))
+        rb_memerror();
     struct hash_walk w = {cv, 0, (uint32_t)n, 0};
     rb_hash_foreach(h, hash_entry, (VALUE)&w);
     if (w.rc < 0)
@@ -235,12 +239,13 @@ static int pack_array(struct conv *cv, VALUE a)
     long n = RARRAY_LEN(a);
     size_t off = cv->buf->size;
     uint32_t packed = 0;
-    msgpack_pack_array(&cv->pk, (size_t)n);
+    if (sb_w_container(cv->buf, (uint32_t)n, 0))
+        rb_memerror();
     for (long i = 0; i < n && i < RARRAY_LEN(a); i++) {
         cv->path[cv->depth].key = Qundef;
         cv->path[cv->depth].index = i;
         cv->depth++;
-        int rc = pack_value(cv, rb_ary_entry(a, i));
+        int rc = pack_value(cv, RARRAY_AREF(a, i));
         cv->depth--;
         if (rc < 0)
             return -1;
@@ -287,14 +292,10 @@ static int pack_value(struct conv *cv, VALUE v)
     case T_FLOAT:
         return pack_double(cv, v, RFLOAT_VALUE(v));
     case T_TRUE:
-        msgpack_pack_true(&cv->pk);
-        return 0;
     case T_FALSE:
-        msgpack_pack_false(&cv->pk);
-        return 0;
+        return sb_w_bool(cv->buf, v == Qtrue) ? (rb_memerror(), -1) : 0;
     case T_NIL:
-        msgpack_pack_nil(&cv->pk);
-        return 0;
+        return sb_w_nil(cv->buf) ? (rb_memerror(), -1) : 0;
     case T_HASH:
         if (cv->depth >= SB_MP_MAX_DEPTH)
             return conv_drop(cv, v, "nested deeper than 32 levels (or a reference cycle)");
@@ -310,11 +311,15 @@ static int pack_value(struct conv *cv, VALUE v)
 
 static void conv_init(struct conv *cv, msgpack_sbuffer *buf, int strict)
 {
-    memset(cv, 0, sizeof *cv);
+    /* Field by field: the path and error buffers (most of the struct) are written before read. */
+    cv->root = NULL;
+    cv->depth = 0;
+    cv->dropped = 0;
+    cv->failed = 0;
+    cv->error[0] = 0;
     cv->buf = buf;
     cv->strict = strict;
     cv->warnings = Qnil;
-    msgpack_packer_init(&cv->pk, buf, msgpack_sbuffer_write);
 }
 
 static int conv_pack(struct conv *cv, const char *root, VALUE v)
@@ -433,11 +438,10 @@ static size_t client_size(const void *p)
 {
     return sizeof(struct sbrb_client);
 }
-static const rb_data_type_t client_type = {"Segbus::NativeClient",
-                                           {NULL, client_free, client_size, {NULL}},
-                                           NULL,
-                                           NULL,
-                                           RUBY_TYPED_FREE_IMMEDIATELY};
+static const rb_data_type_t client_type = {
+    .wrap_struct_name = "Segbus::NativeClient",
+    .function = {.dfree = client_free, .dsize = client_size},
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY};
 
 static struct sbrb_client *client_of(VALUE v)
 {
@@ -779,7 +783,6 @@ VALUE sbrb_send(VALUE client, int type, int send, VALUE user_id, VALUE anonymous
             return rb_ary_new_from_args(2, Qfalse, rb_str_new_cstr(segbus_strerror(src)));
         rb_raise(rb_eArgError, "segbus: %s: %s", segbus_strerror(src), segbus_last_error());
     }
-    return rb_ary_new_from_args(3, Qtrue, rb_str_new_cstr(sent.message_id),
-                                rb_str_new_cstr(sent.timestamp));
+    return Qtrue;
 }
 #endif /* SBB_HAVE_CLIENT */

@@ -21,8 +21,8 @@ VALUE sbrb_client_close(VALUE client);
 VALUE sbrb_flush(VALUE client, long long timeout_ms);
 VALUE sbrb_stats(VALUE client);
 /* One event (type: enum segbus_type; a: event/name/group_id/previous_id, b: category, body:
- * properties or traits). [true, messageId, timestamp], [false, reason] when the ring could not
- * take it, nil when the client is closed. */
+ * properties or traits). true, [false, reason] when the ring could not take it, nil when the
+ * client is closed. */
 VALUE sbrb_send(VALUE client, int type, int send, VALUE user_id, VALUE anonymous_id, VALUE a,
                 VALUE b, VALUE body, VALUE context, VALUE timestamp, VALUE integrations,
                 VALUE message_id);

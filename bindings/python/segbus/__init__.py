@@ -17,6 +17,8 @@ _ext.sbpy_setup(_decimal.Decimal, _uuid.UUID, _enum.Enum)
 if hasattr(_ext, "sbpy_send"):  # the event calls (absent only while the C API is being built)
     from .client import Client, SegbusError  # noqa: E402  (needs the setup above)
 
+    _send = _ext.sbpy_send
+
 __version__ = VERSION = "0.1.0"
 
 # analytics-python's module-level settings, read when the default client is first needed.
@@ -52,11 +54,18 @@ def _client():
     return default_client
 
 
+# The six calls go straight to the C function with the default client's handle (one Python
+# frame per call: this is the hot path analytics-python users hit).
 def track(user_id=None, event=None, properties=None, context=None, timestamp=None,
           anonymous_id=None, integrations=None, message_id=None):
     """Record a track event; returns (success, message as sent)."""
-    return (default_client or _client()).track(user_id, event, properties, context, timestamp,
-                                               anonymous_id, integrations, message_id)
+    c = default_client or _client()
+    r = _send(c._h, 1, user_id, anonymous_id, event, None, properties, context, timestamp,
+              integrations, message_id)
+    if r is not None and r[0]:
+        return r
+    return c._retry_or_report(r, 1, user_id, anonymous_id, event, None, properties, context,
+                              timestamp, integrations, message_id)
 
 
 def identify(user_id=None, traits=None, context=None, timestamp=None, anonymous_id=None,
@@ -83,8 +92,13 @@ def alias(previous_id=None, user_id=None, context=None, timestamp=None, integrat
 def page(user_id=None, category=None, name=None, properties=None, context=None, timestamp=None,
          anonymous_id=None, integrations=None, message_id=None):
     """Record a page event; returns (success, message as sent)."""
-    return (default_client or _client()).page(user_id, category, name, properties, context,
-                                              timestamp, anonymous_id, integrations, message_id)
+    c = default_client or _client()
+    r = _send(c._h, 3, user_id, anonymous_id, name, category, properties, context, timestamp,
+              integrations, message_id)
+    if r is not None and r[0]:
+        return r
+    return c._retry_or_report(r, 3, user_id, anonymous_id, name, category, properties, context,
+                              timestamp, integrations, message_id)
 
 
 def screen(user_id=None, category=None, name=None, properties=None, context=None,

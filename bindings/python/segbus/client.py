@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from . import _segbus_ext as _c
 
+_send = _c.sbpy_send
 log = logging.getLogger("segbus")
 
 # enum segbus_type and enum segbus_full_policy of segbus.h
@@ -82,16 +83,16 @@ class Client(object):
             if not log.handlers:
                 log.addHandler(logging.StreamHandler())
         self._open_args = (socket, write_key, _POLICIES[full_policy], int(block_ms),
-                           1 if standalone else 0, 1 if strict else 0, 1 if send else 0)
-        self._flags = (_SEND if send else 0) | (_SYNC if sync_mode else 0)
-        self._sync_ms = int(timeout * 1000) if timeout is not None else -1
+                           1 if standalone else 0, 1 if strict else 0,
+                           (_SEND if send else 0) | (_SYNC if sync_mode else 0),
+                           int(timeout * 1000) if timeout is not None else -1)
         self._h = _c.sbpy_client_open(*self._open_args)
 
     # -- the six calls, with analytics-python's argument order ------------------------------
 
     def track(self, user_id=None, event=None, properties=None, context=None, timestamp=None,
               anonymous_id=None, integrations=None, message_id=None):
-        r = _c.sbpy_send(self._h, TRACK, self._flags, self._sync_ms, user_id, anonymous_id,
+        r = _send(self._h, TRACK, user_id, anonymous_id,
                          event, None, properties, context, timestamp, integrations, message_id)
         if r is not None and r[0]:
             return r
@@ -100,7 +101,7 @@ class Client(object):
 
     def identify(self, user_id=None, traits=None, context=None, timestamp=None,
                  anonymous_id=None, integrations=None, message_id=None):
-        r = _c.sbpy_send(self._h, IDENTIFY, self._flags, self._sync_ms, user_id, anonymous_id,
+        r = _send(self._h, IDENTIFY, user_id, anonymous_id,
                          None, None, traits, context, timestamp, integrations, message_id)
         if r is not None and r[0]:
             return r
@@ -109,7 +110,7 @@ class Client(object):
 
     def group(self, user_id=None, group_id=None, traits=None, context=None, timestamp=None,
               anonymous_id=None, integrations=None, message_id=None):
-        r = _c.sbpy_send(self._h, GROUP, self._flags, self._sync_ms, user_id, anonymous_id,
+        r = _send(self._h, GROUP, user_id, anonymous_id,
                          group_id, None, traits, context, timestamp, integrations, message_id)
         if r is not None and r[0]:
             return r
@@ -118,7 +119,7 @@ class Client(object):
 
     def alias(self, previous_id=None, user_id=None, context=None, timestamp=None,
               integrations=None, message_id=None):
-        r = _c.sbpy_send(self._h, ALIAS, self._flags, self._sync_ms, user_id, None, previous_id,
+        r = _send(self._h, ALIAS, user_id, None, previous_id,
                          None, None, context, timestamp, integrations, message_id)
         if r is not None and r[0]:
             return r
@@ -127,7 +128,7 @@ class Client(object):
 
     def page(self, user_id=None, category=None, name=None, properties=None, context=None,
              timestamp=None, anonymous_id=None, integrations=None, message_id=None):
-        r = _c.sbpy_send(self._h, PAGE, self._flags, self._sync_ms, user_id, anonymous_id, name,
+        r = _send(self._h, PAGE, user_id, anonymous_id, name,
                          category, properties, context, timestamp, integrations, message_id)
         if r is not None and r[0]:
             return r
@@ -136,7 +137,7 @@ class Client(object):
 
     def screen(self, user_id=None, category=None, name=None, properties=None, context=None,
                timestamp=None, anonymous_id=None, integrations=None, message_id=None):
-        r = _c.sbpy_send(self._h, SCREEN, self._flags, self._sync_ms, user_id, anonymous_id,
+        r = _send(self._h, SCREEN, user_id, anonymous_id,
                          name, category, properties, context, timestamp, integrations,
                          message_id)
         if r is not None and r[0]:
@@ -147,7 +148,7 @@ class Client(object):
     def _retry_or_report(self, r, *args):
         if r is None:  # closed by shutdown(): open again, as analytics-python keeps accepting
             self._h = _c.sbpy_client_open(*self._open_args)
-            r = _c.sbpy_send(self._h, args[0], self._flags, self._sync_ms, *args[1:])
+            r = _send(self._h, *args)
         if r is not None and not r[0]:
             stats = _c.sbpy_stats(self._h)
             what = ("the daemon did not take it within %ss" % self.timeout if self.sync_mode
@@ -163,17 +164,19 @@ class Client(object):
 
     def flush(self, timeout=None):
         """Wait until the daemon has taken every event this client recorded before the call.
-        timeout in seconds; None waits without bound, as analytics-python's flush does (it
-        returns at once when no daemon drains the ring). True when all were taken."""
+        timeout in seconds; None: the client's timeout (15 s by default), never without bound
+        (analytics-python's unbounded flush hangs when nothing drains its queue). True when all
+        were taken; False when the deadline passed (the events stay in the ring: a daemon that
+        starts later takes them)."""
         if not self.send:
             return True
-        rc = _c.sbpy_flush(self._h, -1 if timeout is None else int(timeout * 1000))
+        if timeout is None:
+            timeout = self.timeout if self.timeout is not None else 15
+        rc = _c.sbpy_flush(self._h, int(timeout * 1000))
         if rc == 0:
             return True
-        if rc == _ETIMEDOUT:
-            log.warning("segbus: flush timed out after %ss; the events stay in the ring", timeout)
-        else:
-            log.debug("segbus: flush: no daemon drains this client's ring yet (%d)", rc)
+        log.warning("segbus: flush: not every event was taken within %ss (%s); they stay in the "
+                    "ring", timeout, "no daemon drains it" if rc != _ETIMEDOUT else "timed out")
         return False
 
     def join(self):

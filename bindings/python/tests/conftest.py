@@ -37,11 +37,10 @@ class Sink:
         self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        deadline = time.monotonic() + 5
-        while not os.path.exists(path):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("sink did not start: " + self.proc.stderr.read().decode())
-            time.sleep(0.002)
+        # It prints "sink: ready" once it listens (the socket file exists a moment before that).
+        ready = self.proc.stderr.readline().decode()
+        if not ready.startswith("sink: ready"):
+            raise RuntimeError("sink did not start: " + ready + self.proc.stderr.read().decode())
 
     def _read(self):
         out = self.proc.stdout

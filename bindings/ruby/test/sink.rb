@@ -11,15 +11,18 @@ class Sink
   def initialize(path, *args)
     @path = path
     @out, w = IO.pipe
-    @pid = Process.spawn(BIN, path, *args, out: w, err: $stderr)
+    err_r, err_w = IO.pipe
+    @pid = Process.spawn(BIN, path, *args, out: w, err: err_w)
     w.close
+    err_w.close
     @records = []
     @mutex = Mutex.new
     @cond = ConditionVariable.new
     @reader = Thread.new { read_loop }
-    deadline = Time.now + 5
-    sleep 0.002 until File.exist?(path) || Time.now > deadline
-    raise "sink did not start on #{path}" unless File.exist?(path)
+    # It prints "sink: ready" once it listens (the socket file exists a moment before that).
+    ready = Timeout.timeout(5) { err_r.gets }
+    raise "sink did not start on #{path}: #{ready.inspect}" unless ready&.start_with?('sink: ready')
+    @err_thread = Thread.new { IO.copy_stream(err_r, $stderr) }
   end
 
   def read_loop

@@ -148,9 +148,13 @@ class TestClient < Minitest::Test
     small = Sink.new(File.join(@dir, 'small.sock'), '--capacity', '65536')
     errors = []
     a = Segbus::Analytics.new(socket: small.path, standalone: false, on_error: proc { |s, e| errors << [s, e] })
+    logged = StringIO.new
+    Segbus.logger = Logger.new(logged)
     small.pause
     results = Array.new(200) { a.track(user_id: 'u', event: 'Fill', properties: { pad: 'z' * 1000 }) }
     small.resume
+    assert_includes logged.string, 'event not recorded: ring full'
+    Segbus.logger = nil
     assert_equal true, results.first
     assert_equal false, results.last
     assert_equal results.count(false), errors.size
@@ -192,5 +196,20 @@ class TestClient < Minitest::Test
     seqs = @sink.wait(6000, 30).group_by { |e| e['properties']['src'] }.transform_values { |es| es.map { |e| e['properties']['seq'] } }
     assert_equal %w[w0 w1 w2 w3], seqs.keys.sort
     seqs.each_value { |s| assert_equal (0...1500).to_a, s }
+  end
+end
+
+class TestNoDaemon < Minitest::Test
+  def test_refused_without_standalone_and_recorded_with_it
+    Dir.mktmpdir do |dir|
+      missing = File.join(dir, 'none.sock')
+      e = assert_raises(RuntimeError) { Segbus::Analytics.new(socket: missing, standalone: false) }
+      assert_match(/no segbusd/, e.message)
+      alone = Segbus::Analytics.new(socket: missing, flush_timeout: 0.1)
+      assert alone.track(user_id: 'u', event: 'Alone')
+      assert_equal 1, alone.stats[:sent]
+      assert_equal false, alone.flush
+      alone.close # bounded too
+    end
   end
 end
