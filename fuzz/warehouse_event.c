@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "outputs/warehouse.h"
-#include "outputs/warehouse_model.h"
+#include "mp/mp_reader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -22,12 +22,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sb_warehouse_msg msgs[65];
     size_t n = 0;
     msgs[n++] = (struct sb_warehouse_msg){data, size};
-    /* split into consecutive msgpack values (framed without trusting counts: msgpack-c's own
-     * unpacker allocates whatever a count claims before reading the elements) */
-    size_t off = 0, k;
-    while (n < 65 && off < size && (k = sb_wh_mp_next(data + off, size - off, 32)) > 0) {
-        msgs[n++] = (struct sb_warehouse_msg){data + off, k};
-        off += k;
+    /* split into consecutive msgpack values with the shared cursor, which trusts no count */
+    struct sb_mp_reader r;
+    sb_mp_reader_init(&r, data, size);
+    while (n < 65 && sb_mp_reader_left(&r) > 0) {
+        size_t at = sb_mp_reader_offset(&r);
+        if (sb_mp_skip(&r))
+            break;
+        msgs[n++] = (struct sb_warehouse_msg){data + at, sb_mp_reader_offset(&r) - at};
     }
     for (int round = 0; round < 2; round++) {
         struct sb_warehouse_stats st;

@@ -121,44 +121,46 @@ static struct dist enqueue_cost(size_t size, size_t rounds)
 }
 
 #ifdef SEGBUS_BENCH_DPDK
-/* rte_ring MP enqueue of a pointer to a preallocated slot the record was copied into. */
+/* rte_ring MP enqueue of a pointer to a preallocated slot the record was copied into. The
+ * free slots are handed out in FIFO order, as a consumer that frees slots in the order it
+ * read them would, so the producer cycles through the same 1 MiB the segbus ring uses. */
 static struct dist rte_cost(size_t size, size_t rounds)
 {
-    const unsigned n = 4096;
+    const unsigned n = 4096, nslots = (1u << 20) / 256;
     struct rte_ring *r = aligned_alloc(128, (rte_ring_get_memsize(n) + 127) & ~(ssize_t)127);
-    uint8_t *slots = aligned_alloc(64, (size_t)n * size);
-    void **free_list = malloc(n * sizeof(void *));
+    uint8_t *slots = aligned_alloc(64, (size_t)nslots * size);
+    void **fifo = malloc(nslots * sizeof(void *));
     uint8_t *rec = malloc(size);
     int64_t *t = malloc(rounds * sizeof *t);
-    unsigned nfree = n;
+    uint64_t take = 0, give = 0;
     void *out[BATCH];
 
     memset(rec, 0xab, size);
-    memset(slots, 0, (size_t)n * size);
+    memset(slots, 0, (size_t)nslots * size);
     if (rte_ring_init(r, "bench", n, 0) != 0) /* multi-producer, multi-consumer defaults */
         exit(2);
-    for (unsigned i = 0; i < n; i++)
-        free_list[i] = slots + (size_t)i * size;
+    for (unsigned i = 0; i < nslots; i++)
+        fifo[give++ % nslots] = slots + (size_t)i * size;
     for (size_t got = 0; got < rounds + 1000; got++) {
         int64_t t0 = now(), t1;
         for (int i = 0; i < BATCH; i++) {
-            void *s = free_list[--nfree];
+            void *s = fifo[take++ % nslots];
             memcpy(s, rec, size);
             if (rte_ring_mp_enqueue(r, s) != 0)
                 exit(3);
         }
         t1 = now();
-        /* untimed: the consumer returns the slots */
+        /* untimed: the consumer takes the pointers and frees the slots in order */
         unsigned k = rte_ring_sc_dequeue_burst(r, out, BATCH, NULL);
         for (unsigned i = 0; i < k; i++)
-            free_list[nfree++] = out[i];
+            fifo[give++ % nslots] = out[i];
         if (got >= 1000)
             t[got - 1000] = t1 - t0;
     }
     struct dist d = summarize(t, rounds);
     free(t);
     free(rec);
-    free(free_list);
+    free(fifo);
     free(slots);
     free(r);
     return d;
@@ -172,8 +174,19 @@ static struct dist rte_cost(size_t size, size_t rounds)
  * rather than the reader's speed. */
 #define BURST 200
 
+/* Producer on CPU 0, reader on CPU 1, for every mechanism alike: otherwise the scheduler may
+ * put the woken reader on the producer's CPU, where it preempts the producer mid-burst. */
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu % (int)sysconf(_SC_NPROCESSORS_ONLN), &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
 static uint64_t *consumed_counter(void)
 {
+    pin(0);
     uint64_t *c = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     *c = 0;
     return c;
@@ -219,6 +232,7 @@ static double ring_live(size_t size, size_t count)
         exit(1);
     pid = fork();
     if (pid == 0) {
+        pin(1);
         struct sb_ring_reader rd;
         size_t got = 0;
         sb_ring_reader_init(&rd, &shm.ring, NULL, getpid(), 0);
@@ -227,8 +241,15 @@ static double ring_live(size_t size, size_t count)
             got += n;
             sb_ring_reader_release(&rd);
             took(taken, (uint64_t)n);
-            if (n == 0)
+            if (n == 0) {
                 sb_ring_reader_wait(&rd, 50000, 10 * 1000000);
+            } else if (n < 64) {
+                /* Batch like a daemon woken by the futex: after a small read give the producer
+                 * a moment rather than polling the header it is about to write (every look
+                 * takes that cache line away from it). */
+                for (int i = 0; i < 100; i++)
+                    __builtin_ia32_pause();
+            }
         }
         _exit(0);
     }
@@ -263,6 +284,7 @@ static double unix_dgram(size_t size, size_t count)
         exit(1);
     pid = fork();
     if (pid == 0) {
+        pin(1);
         uint8_t buf[65536];
         close(sv[0]);
         for (size_t got = 0; got < count; got++) {
@@ -300,6 +322,7 @@ static double pipe_peer(size_t size, size_t count)
         exit(1);
     pid = fork();
     if (pid == 0) {
+        pin(1);
         uint8_t buf[65536];
         size_t want = size * count, got = 0;
         close(fd[1]);
@@ -357,6 +380,7 @@ static double mutex_queue(size_t size, size_t count)
     q->head = q->tail = 0;
     pid = fork();
     if (pid == 0) {
+        pin(1);
         static uint8_t buf[4096];
         for (size_t got = 0; got < count;) {
             pthread_mutex_lock(&q->mu);
@@ -437,8 +461,12 @@ static double throughput(int nprod, size_t size, double seconds)
         int n = sb_ring_read(&rd, 0);
         got += (uint64_t)n;
         sb_ring_reader_release(&rd);
-        if (n == 0)
+        if (n == 0) {
             sb_ring_reader_wait(&rd, 20000, 1000000);
+        } else if (n < 64) {
+            for (int i = 0; i < 100; i++) /* batch: see ring_live() */
+                __builtin_ia32_pause();
+        }
         t1 = now();
     }
     *stop = 1;
@@ -491,6 +519,13 @@ int main(int argc, char **argv)
         samples = malloc(n / BURST * sizeof *samples);
         double ring = ring_live(256, n);
         double u = unix_dgram(256, n / 4), p = pipe_peer(256, n / 4), m = mutex_queue(256, n / 4);
+        {
+            cpu_set_t all;
+            CPU_ZERO(&all);
+            for (int c = 0; c < sysconf(_SC_NPROCESSORS_ONLN); c++)
+                CPU_SET(c, &all);
+            sched_setaffinity(0, sizeof all, &all);
+        }
         row("producer_256B_live_reader", "ns/record", ring, NULL, 0);
         peer_row("producer_256B_vs_unix_dgram", "ns/record", ring, "unix_dgram_socket", u, u / ring,
                  "peer/value >= 20", u / ring >= 20);

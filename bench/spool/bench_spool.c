@@ -2,6 +2,7 @@
  * commit (fresh segments, then recycled ones), fsyncs/s, one-at-a-time durable latency, and
  * read throughput. Prints JSON lines (suite, case, unit, value, ...). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,77 @@ static void read_phase(struct sb_spool *sp, const uint8_t *batch, uint64_t bytes
     sb_spool_ack(sp, 0, last);
 }
 
+struct rd {
+    struct sb_op op;
+    int done, res;
+};
+
+static void rd_cqe(struct sb_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct rd *r = SB_CONTAINER_OF(op, struct rd, op);
+    r->done = 1;
+    r->res = res;
+}
+
+/* How to read spooled batches back: synchronous pread vs io_uring READ through the loop (queue
+ * depth 1 and 8), 64 KiB at a time from a 64 MiB file in the page cache. */
+static void read_method_phase(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/readtest", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    const size_t total = 64u << 20;
+    uint8_t *buf = malloc(8 * BATCH);
+    memset(buf, 0x5a, 8 * BATCH);
+    for (size_t off = 0; off < total; off += BATCH)
+        if (pwrite(fd, buf, BATCH, (off_t)off) != (ssize_t)BATCH)
+            exit(1);
+    fdatasync(fd);
+    const int passes = 4;
+    const uint64_t n = passes * (total / BATCH);
+    /* pread */
+    uint64_t t0 = sb_now_ns();
+    for (int p = 0; p < passes; p++)
+        for (size_t off = 0; off < total; off += BATCH)
+            if (pread(fd, buf, BATCH, (off_t)off) != (ssize_t)BATCH)
+                exit(1);
+    double pread_us = (double)(sb_now_ns() - t0) / 1e3 / (double)n;
+    /* io_uring READ, one at a time and 8 in flight */
+    double uring_us[2];
+    int depths[2] = {1, 8};
+    for (int d = 0; d < 2; d++) {
+        struct rd r[8];
+        t0 = sb_now_ns();
+        size_t off = 0;
+        for (uint64_t issued = 0; issued < n;) {
+            int q = depths[d];
+            for (int i = 0; i < q; i++) {
+                r[i].done = 0;
+                struct io_uring_sqe *sqe = sb_loop_sqe(loop, &r[i].op, rd_cqe);
+                io_uring_prep_read(sqe, fd, buf + (size_t)i * BATCH, BATCH, off);
+                off = (off + BATCH) % total;
+            }
+            for (int i = 0; i < q; i++)
+                while (!r[i].done)
+                    sb_loop_run_once(loop, 100000000);
+            for (int i = 0; i < q; i++)
+                if (r[i].res != (int)BATCH)
+                    exit(1);
+            issued += (uint64_t)q;
+        }
+        uring_us[d] = (double)(sb_now_ns() - t0) / 1e3 / (double)n;
+    }
+    printf(
+        "{\"suite\":\"spool\",\"case\":\"read_64k_pread_us\",\"unit\":\"us/read\",\"value\":%.2f,"
+        "\"io_uring_qd1_us\":%.2f,\"io_uring_qd8_us\":%.2f}\n",
+        pread_us, uring_us[0], uring_us[1]);
+    fflush(stdout);
+    close(fd);
+    unlink(path);
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "bench-spool-tmp";
@@ -169,6 +241,7 @@ int main(int argc, char **argv)
     append_phase(sp, "recycled_segments", 512u << 20, batch, 1);
     latency_phase(sp, batch, 300);
     read_phase(sp, batch, 128u << 20);
+    read_method_phase(dir);
     if (sb_spool_close(sp) < 0)
         return 1;
     sb_loop_free(loop);

@@ -1,7 +1,9 @@
 /* warehouse_bench.c: warehouse load throughput for the seed's event mix, side by side with the
  * naive way (one autocommit INSERT per row) in the same run. Prints JSON lines.
  *   warehouse_bench sqlite DIR [EVENTS]
- *   warehouse_bench pg CONNINFO [EVENTS]   (PostgreSQL, when built with the pg loader) */
+ *   warehouse_bench pg CONNINFO [EVENTS]
+ *   warehouse_bench sqlite-only DIR [EVENTS] | model-only X [EVENTS]   (for profiling)
+ * WAREHOUSE_BATCH sets the events per load (default 1000). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

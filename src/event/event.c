@@ -183,6 +183,12 @@ static int json_object_at(const char *field, const char *json, size_t len, uint8
         return sb_err(-EMSGSIZE, "%s: the event is over the 32 KB limit", field);
     if (s.p == *p || !is_map_byte(**p))
         return sb_err(-SEGBUS_ENOTOBJECT, "%s: must be a JSON object", field);
+    /* The converter allows 64 levels; an event allows 32 in all (see SB_EVENT_MAX_DEPTH). */
+    int d = sb_event_depth(*p, s.p);
+    if (d < 0 || d > SB_PAYLOAD_MAX_DEPTH)
+        return sb_err(-SEGBUS_EJSON,
+                      "%s: JSON nested more than %d levels deep (an event is at most %d)", field,
+                      SB_PAYLOAD_MAX_DEPTH, SB_EVENT_MAX_DEPTH);
     *p = s.p;
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <xxhash.h>
 
 #include "common/buf.h"
+#include "mp/mp_reader.h"
 
 /* ---- arena: bump allocation for one event's strings, reset per event ---- */
 
@@ -404,145 +405,6 @@ void sb_wh_now(char out[32])
     format_ms((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, out);
 }
 
-/* ---- msgpack structure check ---- */
-
-static bool need(size_t pos, size_t n, size_t len)
-{
-    return n <= len && pos <= len - n;
-}
-
-static uint64_t be(const uint8_t *p, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-bool sb_wh_mp_check(const uint8_t *d, size_t len, unsigned max_depth)
-{
-    return len > 0 && sb_wh_mp_next(d, len, max_depth) == len;
-}
-
-size_t sb_wh_mp_next(const uint8_t *d, size_t len, unsigned max_depth)
-{
-    /* Iterative: a stack of "values still to read" per open container. */
-    uint64_t pending[64];
-    unsigned depth = 0;
-    size_t pos = 0;
-    if (max_depth > 63)
-        max_depth = 63;
-    pending[0] = 1;
-    while (depth > 0 || pending[0] > 0) {
-        if (pending[depth] == 0) {
-            depth--;
-            continue;
-        }
-        pending[depth]--;
-        if (!need(pos, 1, len))
-            return 0;
-        uint8_t b = d[pos++];
-        uint64_t skip = 0, children = 0;
-        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-            skip = 0;
-        } else if (b >= 0x80 && b <= 0x8f) {
-            children = 2 * (uint64_t)(b & 0x0f);
-        } else if (b >= 0x90 && b <= 0x9f) {
-            children = b & 0x0f;
-        } else if (b >= 0xa0 && b <= 0xbf) {
-            skip = b & 0x1f;
-        } else {
-            switch (b) {
-            case 0xc4:
-            case 0xc5:
-            case 0xc6:
-            case 0xd9:
-            case 0xda:
-            case 0xdb: {
-                unsigned w = (b == 0xc4 || b == 0xd9) ? 1 : (b == 0xc5 || b == 0xda) ? 2 : 4;
-                if (!need(pos, w, len))
-                    return 0;
-                skip = be(d + pos, w);
-                pos += w;
-                break;
-            }
-            case 0xc7:
-            case 0xc8:
-            case 0xc9: {
-                unsigned w = b == 0xc7 ? 1 : b == 0xc8 ? 2 : 4;
-                if (!need(pos, w, len))
-                    return 0;
-                skip = be(d + pos, w) + 1; /* + the ext type byte */
-                pos += w;
-                break;
-            }
-            case 0xca:
-                skip = 4;
-                break;
-            case 0xcb:
-                skip = 8;
-                break;
-            case 0xcc:
-            case 0xd0:
-                skip = 1;
-                break;
-            case 0xcd:
-            case 0xd1:
-                skip = 2;
-                break;
-            case 0xce:
-            case 0xd2:
-                skip = 4;
-                break;
-            case 0xcf:
-            case 0xd3:
-                skip = 8;
-                break;
-            case 0xd4:
-                skip = 2;
-                break;
-            case 0xd5:
-                skip = 3;
-                break;
-            case 0xd6:
-                skip = 5;
-                break;
-            case 0xd7:
-                skip = 9;
-                break;
-            case 0xd8:
-                skip = 17;
-                break;
-            case 0xdc:
-            case 0xdd:
-            case 0xde:
-            case 0xdf: {
-                unsigned w = (b == 0xdc || b == 0xde) ? 2 : 4;
-                if (!need(pos, w, len))
-                    return 0;
-                children = be(d + pos, w) * ((b == 0xde || b == 0xdf) ? 2 : 1);
-                pos += w;
-                break;
-            }
-            default: /* 0xc1 is never used */
-                return 0;
-            }
-        }
-        if (skip) {
-            if (!need(pos, skip, len))
-                return 0;
-            pos += skip;
-        }
-        if (children) {
-            /* every child takes at least one byte: a count larger than the rest is a lie */
-            if (children > len - pos || depth + 1 > max_depth)
-                return 0;
-            pending[++depth] = children;
-        }
-    }
-    return pos;
-}
-
 /* ---- UTF-8 ---- */
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid there. */
@@ -673,59 +535,66 @@ static int format_double(double v, char *buf, size_t cap)
     return 0;
 }
 
-static int json_value(struct sb_buf *b, const msgpack_object *o)
+/* Append the JSON text of the value at r, consuming it. The event passed sb_mp_check, so
+ * nesting is bounded and every count is real. */
+static int json_value(struct sb_buf *b, struct sb_mp_reader *r)
 {
     char num[40];
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
+    struct sb_mp_item it;
+    if (sb_mp_next(r, &it))
+        return -EINVAL;
+    switch (it.type) {
+    case SB_MP_NIL:
         return sb_buf_append_str(b, "null");
-    case MSGPACK_OBJECT_BOOLEAN:
-        return sb_buf_append_str(b, o->via.boolean ? "true" : "false");
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)o->via.u64);
+    case SB_MP_BOOL:
+        return sb_buf_append_str(b, it.v.b ? "true" : "false");
+    case SB_MP_UINT:
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)it.v.u);
         return sb_buf_append_str(b, num);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        snprintf(num, sizeof(num), "%lld", (long long)o->via.i64);
+    case SB_MP_INT:
+        snprintf(num, sizeof(num), "%lld", (long long)it.v.i);
         return sb_buf_append_str(b, num);
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        if (!isfinite(o->via.f64))
+    case SB_MP_FLOAT32:
+    case SB_MP_FLOAT64:
+        if (!isfinite(it.v.f))
             return sb_buf_append_str(b, "null");
-        format_double(o->via.f64, num, sizeof(num));
+        format_double(it.v.f, num, sizeof(num));
         return sb_buf_append_str(b, num);
-    case MSGPACK_OBJECT_STR:
-        return json_string(b, o->via.str.ptr, o->via.str.size);
-    case MSGPACK_OBJECT_ARRAY: {
+    case SB_MP_STR:
+        return json_string(b, (const char *)it.v.str.ptr, it.v.str.len);
+    case SB_MP_ARRAY: {
         if (sb_buf_append(b, "[", 1))
             return -ENOMEM;
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            if ((i && sb_buf_append(b, ",", 1)) || json_value(b, &o->via.array.ptr[i]))
-                return -ENOMEM;
+        for (uint32_t i = 0; i < it.v.count; i++) {
+            int rc = i ? sb_buf_append(b, ",", 1) : 0;
+            if (rc || (rc = json_value(b, r)))
+                return rc;
         }
         return sb_buf_append(b, "]", 1);
     }
-    case MSGPACK_OBJECT_MAP: {
+    case SB_MP_MAP: {
         if (sb_buf_append(b, "{", 1))
             return -ENOMEM;
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            const msgpack_object *k = &o->via.map.ptr[i].key;
+        for (uint32_t i = 0; i < it.v.count; i++) {
+            struct sb_mp_item k;
             if (i && sb_buf_append(b, ",", 1))
                 return -ENOMEM;
-            if (k->type == MSGPACK_OBJECT_STR) {
-                if (json_string(b, k->via.str.ptr, k->via.str.size))
-                    return -ENOMEM;
+            if (sb_mp_peek(r, &k))
+                return -EINVAL;
+            int rc;
+            if (k.type == SB_MP_STR) {
+                sb_mp_next(r, &k);
+                rc = json_string(b, (const char *)k.v.str.ptr, k.v.str.len);
             } else {
                 /* A non-string key is written as its JSON text, in a string. */
                 struct sb_buf kb = SB_BUF_INIT;
-                int rc = json_value(&kb, k);
+                rc = json_value(&kb, r);
                 if (!rc)
                     rc = json_string(b, (const char *)kb.data, kb.len);
                 sb_buf_free(&kb);
-                if (rc)
-                    return rc;
             }
-            if (sb_buf_append(b, ":", 1) || json_value(b, &o->via.map.ptr[i].val))
-                return -ENOMEM;
+            if (rc || (rc = sb_buf_append(b, ":", 1)) || (rc = json_value(b, r)))
+                return rc;
         }
         return sb_buf_append(b, "}", 1);
     }
@@ -743,14 +612,11 @@ int sb_wh_model_init(struct sb_wh_model *m, const struct sb_warehouse_options *o
         m->opt = *opt;
     if (!m->opt.max_columns)
         m->opt.max_columns = 1000;
-    if (!msgpack_zone_init(&m->zone, 8192))
-        return -ENOMEM;
     return 0;
 }
 
 void sb_wh_model_free(struct sb_wh_model *m)
 {
-    msgpack_zone_destroy(&m->zone);
     arena_free(&m->arena);
     for (int k = 0; k < 2; k++) {
         free(m->rows[k].fields);
@@ -919,51 +785,54 @@ static bool is_reserved(enum sb_wh_kind kind, const char *name, size_t n)
 #undef IS
 }
 
-/* The value of a leaf, typed by its msgpack type. false: nothing to store (null, binary, ext,
- * NaN: binary/ext are counted as dropped by the caller). */
-static int leaf_value(struct sb_wh_model *m, const msgpack_object *o, struct sb_wh_value *v,
-                      bool *store)
+/* The value of a leaf item (it was just read from r; for an array r is on its first element
+ * and the elements are consumed here). *store false: nothing to store (null, binary, ext,
+ * NaN; all but null are counted as dropped). */
+static int leaf_value(struct sb_wh_model *m, const struct sb_mp_item *it, struct sb_mp_reader *r,
+                      const struct sb_mp_reader *at, struct sb_wh_value *v, bool *store)
 {
     memset(v, 0, sizeof(*v));
     *store = true;
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
+    switch (it->type) {
+    case SB_MP_NIL:
         *store = false;
         return 0;
-    case MSGPACK_OBJECT_BOOLEAN:
+    case SB_MP_BOOL:
         v->type = SB_WH_BOOL;
-        v->i = o->via.boolean;
+        v->i = it->v.b;
         return 0;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > INT64_MAX) {
+    case SB_MP_UINT:
+        if (it->v.u > INT64_MAX) {
             v->type = SB_WH_REAL;
-            v->d = (double)o->via.u64;
+            v->d = (double)it->v.u;
         } else {
             v->type = SB_WH_INT;
-            v->i = (int64_t)o->via.u64;
+            v->i = (int64_t)it->v.u;
         }
         return 0;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+    case SB_MP_INT:
         v->type = SB_WH_INT;
-        v->i = o->via.i64;
+        v->i = it->v.i;
         return 0;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        if (!isfinite(o->via.f64)) {
+    case SB_MP_FLOAT32:
+    case SB_MP_FLOAT64:
+        if (!isfinite(it->v.f)) {
             *store = false;
             m->dropped++;
             return 0;
         }
         v->type = SB_WH_REAL;
-        v->d = o->via.f64;
+        v->d = it->v.f;
         return 0;
-    case MSGPACK_OBJECT_STR:
+    case SB_MP_STR:
         v->type = SB_WH_TEXT;
-        v->s = clean_text(m, o->via.str.ptr, o->via.str.size, &v->n);
+        v->s = clean_text(m, (const char *)it->v.str.ptr, it->v.str.len, &v->n);
         return v->s ? 0 : -ENOMEM;
-    case MSGPACK_OBJECT_ARRAY: {
+    case SB_MP_ARRAY: {
+        /* arrays are stored as their JSON text: written from the array's first byte */
         struct sb_buf b = SB_BUF_INIT;
-        int rc = json_value(&b, o);
+        *r = *at;
+        int rc = json_value(&b, r);
         if (!rc) {
             char *s = arena_alloc(&m->arena, b.len + 1);
             if (s) {
@@ -988,32 +857,43 @@ static int leaf_value(struct sb_wh_model *m, const msgpack_object *o, struct sb_
     }
 }
 
-/* Flatten map o into row k: column = prefix + "_" + snake(key), nested maps recurse. */
-static int flatten(struct sb_wh_model *m, int k, enum sb_wh_kind kind, const msgpack_object *o,
-                   const char *prefix, size_t plen, const char *path, size_t pathlen, bool exact,
-                   uint8_t rank)
+/* Flatten the map whose `pairs` pairs start at r into row k, consuming them: column = prefix
+ * + "_" + snake(key); nested maps recurse (depth bounded by the event's sb_mp_check). */
+static int flatten(struct sb_wh_model *m, int k, enum sb_wh_kind kind, struct sb_mp_reader *r,
+                   uint32_t pairs, const char *prefix, size_t plen, const char *path,
+                   size_t pathlen, bool exact, uint8_t rank)
 {
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
-        const msgpack_object *key = &o->via.map.ptr[i].key;
-        const msgpack_object *val = &o->via.map.ptr[i].val;
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct sb_mp_item key, val;
         char numkey[24];
-        const char *kp;
-        size_t kn;
-        if (key->type == MSGPACK_OBJECT_STR) {
-            kp = key->via.str.ptr;
-            kn = key->via.str.size;
-        } else if (key->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            kn = (size_t)snprintf(numkey, sizeof(numkey), "%llu", (unsigned long long)key->via.u64);
+        const char *kp = NULL;
+        size_t kn = 0;
+        if (sb_mp_peek(r, &key))
+            return -EINVAL;
+        if (key.type == SB_MP_STR) {
+            sb_mp_next(r, &key);
+            kp = (const char *)key.v.str.ptr;
+            kn = key.v.str.len;
+        } else if (key.type == SB_MP_UINT || key.type == SB_MP_INT) {
+            sb_mp_next(r, &key);
+            kn = key.type == SB_MP_UINT
+                     ? (size_t)snprintf(numkey, sizeof(numkey), "%llu", (unsigned long long)key.v.u)
+                     : (size_t)snprintf(numkey, sizeof(numkey), "%lld", (long long)key.v.i);
             kp = numkey;
-        } else if (key->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-            kn = (size_t)snprintf(numkey, sizeof(numkey), "%lld", (long long)key->via.i64);
-            kp = numkey;
-        } else {
+        } else if (sb_mp_skip(r)) { /* other keys (maps even) are dropped with their value */
+            return -EINVAL;
+        }
+        struct sb_mp_reader at = *r;
+        if (sb_mp_next(r, &val))
+            return -EINVAL;
+        if (!kp) {
             m->dropped++;
+            *r = at;
+            if (sb_mp_skip(r))
+                return -EINVAL;
             continue;
         }
-        if (val->type == MSGPACK_OBJECT_NIL ||
-            (val->type == MSGPACK_OBJECT_MAP && val->via.map.size == 0))
+        if (val.type == SB_MP_NIL || (val.type == SB_MP_MAP && val.v.count == 0))
             continue; /* null means absent, as in Segment's warehouses */
         /* full column name, uncut: prefix_snake(key) */
         char *name = arena_alloc(&m->arena, plen + 1 + 2 * kn + 12);
@@ -1039,8 +919,8 @@ static int flatten(struct sb_wh_model *m, int k, enum sb_wh_kind kind, const msg
         p[pathlen + 3] = (char)kn;
         memcpy(p + pathlen + 4, kp, kn);
         size_t pn = pathlen + 4 + kn;
-        if (val->type == MSGPACK_OBJECT_MAP) {
-            int rc = flatten(m, k, kind, val, name, n, p, pn, seg_exact, rank);
+        if (val.type == SB_MP_MAP) {
+            int rc = flatten(m, k, kind, r, val.v.count, name, n, p, pn, seg_exact, rank);
             if (rc)
                 return rc;
             continue;
@@ -1050,10 +930,13 @@ static int flatten(struct sb_wh_model *m, int k, enum sb_wh_kind kind, const msg
         f.exact = seg_exact && f.name_len == n;
         if (rank == 2 && is_reserved(kind, f.name, f.name_len)) {
             m->dropped++; /* Segment's rule: a property named like a reserved column is dropped */
+            *r = at;
+            if (sb_mp_skip(r))
+                return -EINVAL;
             continue;
         }
         bool store;
-        int rc = leaf_value(m, val, &f.v, &store);
+        int rc = leaf_value(m, &val, r, &at, &f.v, &store);
         if (rc)
             return rc;
         if (!store)
@@ -1084,28 +967,27 @@ static int add_base(struct sb_wh_model *m, int k, const char *name, const struct
     return row_add(m, k, &f);
 }
 
-/* Identifiers (userId etc.) as text: strings as they are, numbers written out. */
-static int text_of(struct sb_wh_model *m, const msgpack_object *o, struct sb_wh_value *v)
+/* Identifiers (userId etc.) as text: strings as they are, numbers written out. o NULL: absent. */
+static int text_of(struct sb_wh_model *m, const struct sb_mp_item *o, struct sb_wh_value *v)
 {
     memset(v, 0, sizeof(*v));
-    if (!o)
+    if (!o || o->type == SB_MP_NIL)
         return 0;
-    if (o->type == MSGPACK_OBJECT_STR) {
-        if (o->via.str.size == 0)
+    if (o->type == SB_MP_STR) {
+        if (o->v.str.len == 0)
             return 0;
         v->type = SB_WH_TEXT;
-        v->s = clean_text(m, o->via.str.ptr, o->via.str.size, &v->n);
+        v->s = clean_text(m, (const char *)o->v.str.ptr, o->v.str.len, &v->n);
         return v->s ? 0 : -ENOMEM;
     }
     char buf[40];
     int n;
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        n = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)o->via.u64);
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        n = snprintf(buf, sizeof(buf), "%lld", (long long)o->via.i64);
-    else if ((o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32) &&
-             isfinite(o->via.f64))
-        n = format_double(o->via.f64, buf, sizeof(buf));
+    if (o->type == SB_MP_UINT)
+        n = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)o->v.u);
+    else if (o->type == SB_MP_INT)
+        n = snprintf(buf, sizeof(buf), "%lld", (long long)o->v.i);
+    else if ((o->type == SB_MP_FLOAT64 || o->type == SB_MP_FLOAT32) && isfinite(o->v.f))
+        n = format_double(o->v.f, buf, sizeof(buf));
     else {
         m->dropped++;
         return 0;
@@ -1120,13 +1002,13 @@ static int text_of(struct sb_wh_model *m, const msgpack_object *o, struct sb_wh_
     return 0;
 }
 
-static int ts_of(struct sb_wh_model *m, const msgpack_object *o, struct sb_wh_value *v)
+static int ts_of(struct sb_wh_model *m, const struct sb_mp_item *o, struct sb_wh_value *v)
 {
     memset(v, 0, sizeof(*v));
-    if (!o || o->type == MSGPACK_OBJECT_NIL)
+    if (!o || o->type == SB_MP_NIL)
         return 0;
     char canon[32];
-    if (o->type != MSGPACK_OBJECT_STR || !sb_wh_timestamp(o->via.str.ptr, o->via.str.size, canon)) {
+    if (o->type != SB_MP_STR || !sb_wh_timestamp((const char *)o->v.str.ptr, o->v.str.len, canon)) {
         m->dropped++; /* not RFC 3339: stored as NULL rather than failing a typed column */
         return 0;
     }
@@ -1138,12 +1020,6 @@ static int ts_of(struct sb_wh_model *m, const msgpack_object *o, struct sb_wh_va
     v->s = s;
     v->n = 24;
     return 0;
-}
-
-static bool key_is(const msgpack_object *k, const char *s, size_t n)
-{
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, s, n) == 0;
 }
 
 enum {
@@ -1191,38 +1067,53 @@ int sb_wh_model_event(struct sb_wh_model *m, const uint8_t *data, size_t len, co
     m->nrows = 0;
     m->dropped = 0;
     arena_reset(&m->arena);
-    msgpack_zone_clear(&m->zone);
     if (len > SB_WH_EVENT_MAX)
         return reject(m, -EMSGSIZE, "event is larger than 1 MiB");
-    /* Checked first so that msgpack-c never allocates for a count the bytes cannot hold. */
-    if (!sb_wh_mp_check(data, len, 32))
+    /* The whole event is checked first: afterwards every count is real and nesting bounded. */
+    if (sb_mp_check(data, len, 32))
         return reject(m, -EINVAL, "event is not one well-formed msgpack value");
-    msgpack_object ev;
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack((const char *)data, len, &off, &m->zone, &ev);
-    if (ur != MSGPACK_UNPACK_SUCCESS || off != len)
-        return reject(m, ur == MSGPACK_UNPACK_NOMEM_ERROR ? -ENOMEM : -EINVAL,
-                      "event is not one well-formed msgpack value");
-    if (ev.type != MSGPACK_OBJECT_MAP)
+    struct sb_mp_reader r;
+    struct sb_mp_item ev;
+    sb_mp_reader_init(&r, data, len);
+    if (sb_mp_next(&r, &ev) || ev.type != SB_MP_MAP)
         return reject(m, -EINVAL, "event is not a msgpack map");
 
-    const msgpack_object *f[F_COUNT] = {0};
-    for (uint32_t i = 0; i < ev.via.map.size; i++) {
-        const msgpack_object *k = &ev.via.map.ptr[i].key;
-        for (int j = 0; j < F_COUNT; j++) {
-            if (!f[j] && key_is(k, top_fields[j].key, top_fields[j].len)) {
-                f[j] = &ev.via.map.ptr[i].val; /* a duplicated key: the first one counts */
-                break;
-            }
+    /* The top-level fields: each value's item, and for maps a cursor on their first key. */
+    struct sb_mp_item fv[F_COUNT];
+    struct sb_mp_reader fr[F_COUNT];
+    const struct sb_mp_item *f[F_COUNT] = {0};
+    for (uint32_t i = 0; i < ev.v.count; i++) {
+        struct sb_mp_item k;
+        int j = F_COUNT;
+        if (sb_mp_peek(&r, &k))
+            return reject(m, -EINVAL, "event is not one well-formed msgpack value");
+        if (k.type == SB_MP_STR) {
+            sb_mp_next(&r, &k);
+            for (j = 0; j < F_COUNT; j++)
+                if (!f[j] && k.v.str.len == top_fields[j].len &&
+                    memcmp(k.v.str.ptr, top_fields[j].key, top_fields[j].len) == 0)
+                    break; /* a duplicated key: the first one counts */
+        } else if (sb_mp_skip(&r)) {
+            return reject(m, -EINVAL, "event is not one well-formed msgpack value");
         }
+        struct sb_mp_reader at = r;
+        if (j < F_COUNT) {
+            if (sb_mp_next(&r, &fv[j]))
+                return reject(m, -EINVAL, "event is not one well-formed msgpack value");
+            fr[j] = r;
+            f[j] = &fv[j];
+            r = at;
+        }
+        if (sb_mp_skip(&r))
+            return reject(m, -EINVAL, "event is not one well-formed msgpack value");
     }
-    if (!f[F_TYPE] || f[F_TYPE]->type != MSGPACK_OBJECT_STR)
+    if (!f[F_TYPE] || f[F_TYPE]->type != SB_MP_STR)
         return reject(m, -EINVAL, "event has no \"type\" string");
     char type[16] = "";
-    uint32_t tn = f[F_TYPE]->via.str.size;
+    uint32_t tn = f[F_TYPE]->v.str.len;
     if (tn < sizeof(type)) {
         for (uint32_t i = 0; i < tn; i++) {
-            char c = f[F_TYPE]->via.str.ptr[i];
+            char c = (char)f[F_TYPE]->v.str.ptr[i];
             type[i] = is_upper(c) ? (char)(c - 'A' + 'a') : c;
         }
         type[tn] = 0;
@@ -1251,10 +1142,10 @@ int sb_wh_model_event(struct sb_wh_model *m, const uint8_t *data, size_t len, co
     char event_table[SB_WH_NAME_MAX + 1] = "";
     struct sb_wh_value event_text = {0}, event_slug = {0};
     if (kind == SB_WH_TRACK) {
-        const msgpack_object *e = f[F_EVENT];
-        if (!e || e->type != MSGPACK_OBJECT_STR || e->via.str.size == 0)
+        const struct sb_mp_item *e = f[F_EVENT];
+        if (!e || e->type != SB_MP_STR || e->v.str.len == 0)
             return reject(m, -EINVAL, "track event has no \"event\" name");
-        size_t n = sb_wh_event_table(e->via.str.ptr, e->via.str.size, event_table);
+        size_t n = sb_wh_event_table((const char *)e->v.str.ptr, e->v.str.len, event_table);
         int rc = text_of(m, e, &event_text);
         if (rc)
             return rc;
@@ -1344,24 +1235,27 @@ int sb_wh_model_event(struct sb_wh_model *m, const uint8_t *data, size_t len, co
         break;
     }
 #undef BASE
-    const msgpack_object *ctx = f[F_CONTEXT];
-    if (ctx && ctx->type == MSGPACK_OBJECT_MAP) {
-        if ((rc = flatten(m, 0, kind, ctx, "context", 7, "context", 7, true, 1)))
+    const struct sb_mp_item *ctx = f[F_CONTEXT];
+    if (ctx && ctx->type == SB_MP_MAP) {
+        struct sb_mp_reader cr = fr[F_CONTEXT];
+        if ((rc = flatten(m, 0, kind, &cr, ctx->v.count, "context", 7, "context", 7, true, 1)))
             return rc;
-    } else if (ctx && ctx->type != MSGPACK_OBJECT_NIL) {
+    } else if (ctx && ctx->type != SB_MP_NIL) {
         m->dropped++;
     }
 
-    const msgpack_object *bag = NULL;
+    int bag = -1;
     if (kind == SB_WH_TRACK || kind == SB_WH_PAGE || kind == SB_WH_SCREEN)
-        bag = f[F_PROPERTIES];
+        bag = F_PROPERTIES;
     else if (kind == SB_WH_IDENTIFY || kind == SB_WH_GROUP)
-        bag = f[F_TRAITS];
-    if (bag && bag->type != MSGPACK_OBJECT_MAP) {
-        if (bag->type != MSGPACK_OBJECT_NIL)
+        bag = F_TRAITS;
+    if (bag >= 0 && (!f[bag] || f[bag]->type != SB_MP_MAP)) {
+        if (f[bag] && f[bag]->type != SB_MP_NIL)
             m->dropped++;
-        bag = NULL;
+        bag = -1;
     }
+    struct sb_mp_reader br = bag >= 0 ? fr[bag] : r;
+    uint32_t bag_pairs = bag >= 0 ? f[bag]->v.count : 0;
 
     if (kind == SB_WH_TRACK) {
         /* The per-event table: everything tracks has, plus the properties. */
@@ -1371,10 +1265,10 @@ int sb_wh_model_event(struct sb_wh_model *m, const uint8_t *data, size_t len, co
         for (size_t i = 0; i < m->rows[0].nfields; i++)
             if ((rc = row_add(m, 1, &m->rows[0].fields[i])))
                 return rc;
-        if (bag && (rc = flatten(m, 1, kind, bag, "", 0, "", 0, true, 2)))
+        if (bag >= 0 && (rc = flatten(m, 1, kind, &br, bag_pairs, "", 0, "", 0, true, 2)))
             return rc;
-    } else if (bag) {
-        if ((rc = flatten(m, 0, kind, bag, "", 0, "", 0, true, 2)))
+    } else if (bag >= 0) {
+        if ((rc = flatten(m, 0, kind, &br, bag_pairs, "", 0, "", 0, true, 2)))
             return rc;
     }
 

@@ -7,8 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <msgpack.h>
-
 #include "outputs/warehouse.h"
 
 #ifdef __cplusplus
@@ -75,7 +73,6 @@ struct sb_wh_arena {
 /* The model's working state; reused across events so that steady state allocates nothing. */
 struct sb_wh_model {
     struct sb_warehouse_options opt;
-    msgpack_zone zone;
     struct sb_wh_arena arena;
     /* rows of the current event: [0] the call's table, [1] per-event table or users */
     struct sb_wh_row rows[2];
@@ -116,13 +113,6 @@ bool sb_wh_timestamp(const char *s, size_t len, char out[32]);
  * 0/1 and "true"/"false". A value that does not fit becomes NULL (returns false). Text made
  * here lives in buf (at least 40 bytes). */
 bool sb_wh_coerce(struct sb_wh_value *v, enum sb_wh_type t, char *buf);
-
-/* Check that data holds exactly one well-formed msgpack value nested at most `depth` deep,
- * whose container counts fit in the bytes present (so no parser allocates for a lying count). */
-bool sb_wh_mp_check(const uint8_t *data, size_t len, unsigned depth);
-/* The length of the well-formed msgpack value at the start of data (checked as above), or 0.
- * Frames a stream of values without trusting any count in it. */
-size_t sb_wh_mp_next(const uint8_t *data, size_t len, unsigned depth);
 
 /* Milliseconds since 1970 of a canonical timestamp (as sb_wh_timestamp writes). */
 int64_t sb_wh_canon_ms(const char *canon);

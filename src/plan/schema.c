@@ -1713,6 +1713,128 @@ static int validate_object(struct vctx *c, const struct node *s, const uint8_t *
     return ok;
 }
 
+/* A hash that equal values (in the sense of mp_equal) share: numbers by value (1 == 1.0), maps
+ * independent of key order. */
+static uint64_t mix(uint64_t h, uint64_t x)
+{
+    h ^= x + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 27);
+}
+
+static uint64_t hash_bytes(uint64_t tag, const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ tag;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return mix(h, n);
+}
+
+static uint64_t hash_value(struct sb_mp_reader *r, int depth)
+{
+    struct sb_mp_item it;
+    if (depth > MAX_SCHEMA_DEPTH || sb_mp_next(r, &it) < 0)
+        return 0;
+    if (is_number(&it)) {
+        long double x = num_value(&it);
+        if (x == floorl(x) && fabsl(x) < 0x1p64L) /* integral: 1 and 1.0 alike, -0 as 0 */
+            return mix(x < 0 ? 2 : 1, (uint64_t)fabsl(x));
+        double d = (double)x;
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof bits);
+        return mix(3, bits);
+    }
+    switch (it.type) {
+    case SB_MP_NIL:
+        return 4;
+    case SB_MP_BOOL:
+        return 5 + it.v.b;
+    case SB_MP_STR:
+        return hash_bytes(7, it.v.str.ptr, it.v.str.len);
+    case SB_MP_BIN:
+        return hash_bytes(8, it.v.str.ptr, it.v.str.len);
+    case SB_MP_EXT:
+        return hash_bytes(9 + (uint8_t)it.v.ext.type, it.v.ext.ptr, it.v.ext.len);
+    case SB_MP_ARRAY: {
+        uint64_t h = mix(300, it.v.count);
+        for (uint32_t i = 0; i < it.v.count; i++)
+            h = mix(h, hash_value(r, depth + 1));
+        return h;
+    }
+    case SB_MP_MAP: {
+        uint64_t sum = 0; /* a sum: the order of pairs does not matter */
+        for (uint32_t i = 0; i < it.v.count; i++) {
+            uint64_t k = hash_value(r, depth + 1);
+            sum += mix(k, hash_value(r, depth + 1));
+        }
+        return mix(301, sum ^ it.v.count);
+    }
+    default:
+        return 0;
+    }
+}
+
+struct hashed {
+    uint64_t hash;
+    const uint8_t *p;
+    uint32_t n, index;
+};
+
+static int cmp_hashed(const void *a, const void *b)
+{
+    const struct hashed *x = a, *y = b;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Two equal items of the array at v? 1 with their indexes (*a < *b), 0, or -ENOMEM. Small
+ * arrays pairwise; larger ones by sorting hashes, so that a 32 KB array of tiny items costs
+ * n log n, not n^2. */
+static int find_duplicate(const uint8_t *v, size_t vlen, uint32_t count, uint32_t *a, uint32_t *b)
+{
+    struct sb_mp_reader r;
+    struct sb_mp_item hdr;
+    sb_mp_reader_init(&r, v, vlen);
+    sb_mp_next(&r, &hdr);
+    struct hashed small[16];
+    struct hashed *items = count <= 16 ? small : malloc(count * sizeof *items);
+    if (!items)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < count; i++) {
+        struct sb_mp_reader h = r;
+        items[i].p = r.p;
+        items[i].hash = count <= 16 ? 0 : hash_value(&h, 0);
+        items[i].index = i;
+        sb_mp_skip(&r);
+        items[i].n = (uint32_t)(r.p - items[i].p);
+    }
+    int found = 0;
+    if (count <= 16) {
+        for (uint32_t j = 1; j < count && !found; j++)
+            for (uint32_t i = 0; i < j && !found; i++)
+                if (bytes_equal((struct bytes){items[i].p, items[i].n},
+                                (struct bytes){items[j].p, items[j].n})) {
+                    *a = i;
+                    *b = j;
+                    found = 1;
+                }
+    } else {
+        qsort(items, count, sizeof *items, cmp_hashed);
+        for (uint32_t i = 0; i + 1 < count && !found; i++)
+            for (uint32_t j = i + 1; j < count && items[j].hash == items[i].hash && !found; j++)
+                if (bytes_equal((struct bytes){items[i].p, items[i].n},
+                                (struct bytes){items[j].p, items[j].n})) {
+                    *a = items[i].index < items[j].index ? items[i].index : items[j].index;
+                    *b = items[i].index < items[j].index ? items[j].index : items[i].index;
+                    found = 1;
+                }
+        free(items);
+    }
+    return found;
+}
+
 static int validate_array(struct vctx *c, const struct node *s, const uint8_t *v, size_t vlen,
                           const struct sb_mp_item *it)
 {
@@ -1726,14 +1848,21 @@ static int validate_array(struct vctx *c, const struct node *s, const uint8_t *v
         CHECK(count >= s->minitems || fail(c, SB_VIOLATION_VALUE, "minItems", NULL, 0,
                                            "has %u items, fewer than the %llu required", count,
                                            (unsigned long long)s->minitems));
-    bool per_item = s->items || s->items_is_list || s->contains || (s->has & K_UNIQUE);
+    if ((s->has & K_UNIQUE) && count > 1) {
+        uint32_t a, b;
+        int rc = find_duplicate(v, vlen, count, &a, &b);
+        if (rc < 0)
+            return c->err = rc, 0;
+        CHECK(rc == 0 || fail(c, SB_VIOLATION_VALUE, "uniqueItems", NULL, 0,
+                              "item %u equals item %u: items must be unique", b, a));
+    }
+    bool per_item = s->items || s->items_is_list || s->contains;
     if (!per_item)
         return ok;
     struct sb_mp_reader r;
     sb_mp_reader_init(&r, v, vlen);
     struct sb_mp_item hdr;
     sb_mp_next(&r, &hdr);
-    const struct sb_mp_reader first = r;
     bool found = false;
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *ip = r.p;
@@ -1751,21 +1880,6 @@ static int validate_array(struct vctx *c, const struct node *s, const uint8_t *v
             CHECK(validate(c, sub, ip, il) > 0);
         if (s->contains && !found)
             found = quietly(c, s->contains, ip, il);
-        if (s->has & K_UNIQUE) {
-            /* Pairwise deep equality against the earlier items: O(n^2) in items, bounded by
-             * the event size limits. */
-            struct sb_mp_reader q = first;
-            for (uint32_t j = 0; j < i; j++) {
-                const uint8_t *jp = q.p;
-                sb_mp_skip(&q);
-                if (bytes_equal((struct bytes){jp, (uint32_t)(q.p - jp)},
-                                (struct bytes){ip, (uint32_t)il})) {
-                    CHECK(fail(c, SB_VIOLATION_VALUE, "uniqueItems", NULL, 0,
-                               "item %u equals item %u: items must be unique", i, j));
-                    break;
-                }
-            }
-        }
         c->depth--;
     }
     if (s->contains)

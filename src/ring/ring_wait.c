@@ -38,12 +38,13 @@ int sb_ring_reader_wait(struct sb_ring_reader *rd, int64_t spin_ns, int64_t time
     int64_t start = sb_ring_now_ns(), now = start;
     struct timespec ts;
 
+    /* Poll with a pause between looks: the word we poll is the header the next producer
+     * writes, and every look takes its cache line away from that producer. */
     while (now - start < spin_ns) {
-        for (int i = 0; i < 64; i++) {
-            if (sb_ring_reader_ready(rd))
-                return 1;
+        if (sb_ring_reader_ready(rd))
+            return 1;
+        for (int i = 0; i < 32; i++)
             cpu_relax();
-        }
         now = sb_ring_now_ns();
     }
     if (!sb_ring_reader_prepare_wait(rd))

@@ -300,16 +300,21 @@ static void cursor_kick(struct sb_spool *sp, struct output *o)
 {
     if (sp->ro || o->inflight || !o->dirty || !sp->loop)
         return;
+    /* Room for both SQEs now: sb_loop_sqe() must not submit the write alone (unlinked) to make
+     * room for the fdatasync. */
+    struct io_uring *ring = sb_loop_ring(sp->loop);
+    if (io_uring_sq_space_left(ring) < 2)
+        io_uring_submit(ring);
     struct io_uring_sqe *w = sb_loop_sqe(sp->loop, &o->w_io.op, cursor_cqe);
     if (!w)
         return; /* stays dirty: the next ack or close writes it */
-    struct io_uring_sqe *f = sb_loop_sqe(sp->loop, &o->s_io.op, cursor_cqe);
     struct sb_spool_cursor_slot c = {o->counter + 1, o->acked};
     sb_spool_cursor_encode(o->slot, &c);
     /* The slot not holding the last good value: a torn write leaves the other one intact. */
     uint64_t off = (c.counter & 1) * SB_SPOOL_CUR_SLOT_STRIDE;
     io_uring_prep_write(w, o->fd, o->slot, sizeof o->slot, off);
     o->cursor_cqes = 1;
+    struct io_uring_sqe *f = sb_loop_sqe(sp->loop, &o->s_io.op, cursor_cqe);
     if (f) {
         w->flags |= IOSQE_IO_LINK; /* fdatasync only after the write landed */
         io_uring_prep_fsync(f, o->fd, IORING_FSYNC_DATASYNC);

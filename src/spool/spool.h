@@ -87,7 +87,9 @@ typedef int (*sb_spool_record_fn)(void *arg, uint64_t seq, const void *data, siz
 
 /* Deliver the output's next durable records after its read position, in order, up to max_bytes
  * of payload (at least one record when one is available, however long). Synchronous pread:
- * recent records come from the page cache. Returns the number delivered (0: nothing new), or
+ * outputs read right behind the writer, so records come from the page cache (bench/spool: 64 KiB
+ * in ~14 us by pread vs ~12 us by io_uring READ through the loop); a record evicted from the
+ * cache costs the loop one disk read. Returns the number delivered (0: nothing new), or
  * -EINVAL bad output, -EIO a read failed. A record that fails its checksum is skipped with the
  * rest of its segment and counted in dropped_corrupt. */
 int sb_spool_read(struct sb_spool *spool, unsigned output, size_t max_bytes, sb_spool_record_fn fn,

@@ -183,3 +183,31 @@ TEST(Schema, PatternsFollowEcmaScript)
     EXPECT_EQ(0, sb_schema_validate(s, (const uint8_t *)"\xa2\x61\xff", 3, nullptr));
     sb_schema_free(s);
 }
+
+TEST(Schema, UniqueItemsOnLargeArraysIsFastAndExact)
+{
+    struct sb_schema *s;
+    char err[200];
+    ASSERT_EQ(0, sb_schema_compile_json("{\"uniqueItems\":true}", 20, &s, err, sizeof err));
+    // 20,000 distinct items (n^2 would be 2e8 comparisons), then with one late duplicate that
+    // differs in encoding (1.0 vs 1) and in key order.
+    std::string arr = "[";
+    for (int i = 0; i < 20000; i++)
+        arr += (i ? "," : "") + std::to_string(i);
+    std::string uniq = to_mp(arr + ",{\"a\":1,\"b\":[1.5]}]");
+    EXPECT_EQ(1, sb_schema_validate(s, (const uint8_t *)uniq.data(), uniq.size(), nullptr));
+    std::string dup = to_mp(arr + ",{\"a\":1,\"b\":[1.5]},{\"b\":[1.5],\"a\":1.0}]");
+    struct sb_violations v = {};
+    EXPECT_EQ(0, sb_schema_validate(s, (const uint8_t *)dup.data(), dup.size(), &v));
+    ASSERT_EQ(1u, v.count);
+    EXPECT_STREQ("item 20001 equals item 20000: items must be unique", v.items[0].reason);
+    sb_violations_free(&v);
+    std::string dup2 = to_mp(arr + ",19999.0]");
+    EXPECT_EQ(0, sb_schema_validate(s, (const uint8_t *)dup2.data(), dup2.size(), nullptr));
+    // -0.0 and 0 are equal; 0.1 and 0.1000000001 are not.
+    std::string z = to_mp("[" + arr.substr(1) + ",-0.0]");
+    EXPECT_EQ(0, sb_schema_validate(s, (const uint8_t *)z.data(), z.size(), nullptr));
+    std::string f = to_mp("[0.1,0.1000000001,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]");
+    EXPECT_EQ(1, sb_schema_validate(s, (const uint8_t *)f.data(), f.size(), nullptr));
+    sb_schema_free(s);
+}

@@ -201,7 +201,10 @@ TEST(RingFault, ProducersKilledBetweenClaimAndCommit)
              gaps = rd->counters[SB_RING_R_ZERO_GAPS],
              grace = rd->counters[SB_RING_R_REPAIRED_GRACE];
     EXPECT_EQ((uint64_t)kVictims / 2, repaired);
-    EXPECT_EQ((uint64_t)kVictims / 2, gaps);
+    // a victim parked right after its tail CAS leaves one gap, or two when its claim also
+    // needed the wrap padding that it never wrote
+    EXPECT_GE(gaps, (uint64_t)kVictims / 2);
+    EXPECT_LE(gaps, (uint64_t)kVictims);
     EXPECT_EQ(0u, grace);
     EXPECT_EQ(0u, rd->counters[SB_RING_R_CORRUPT]);
     int64_t maxb = std::max(sh->max_block_ns[0].load(), sh->max_block_ns[1].load());
@@ -217,6 +220,7 @@ TEST(RingFault, ProducersKilledBetweenClaimAndCommit)
 
 struct Results {
     std::atomic<uint32_t> done[2];
+    std::atomic<uint32_t> reregs[2];
     std::atomic<uint8_t> count[2][40000];
 };
 
@@ -285,10 +289,13 @@ TEST(RingFault, ReaderKilledAndRestartedUnderLoad)
             for (r.seq = 0; r.seq < kRecords; r.seq++) {
                 if (segbus_producer_write(p, 1, &r, sizeof r) != 0)
                     _exit(51);
-                if (r.seq % 128 == 0)
-                    usleep(200);
+                if (r.seq % 4 == 0) // pace it so that the run spans the reader's deaths
+                    usleep(100);
             }
             rc = segbus_producer_flush(p, 20000);
+            segbus_producer_stats_t st;
+            segbus_producer_get_stats(p, &st);
+            res->reregs[w].store((uint32_t)st.reregistrations);
             res->done[w].store(1);
             _exit(rc == 0 ? 0 : 52);
         }
@@ -317,8 +324,10 @@ TEST(RingFault, ReaderKilledAndRestartedUnderLoad)
             dups += c > 1;
         }
     printf("reader killed 3 times: %u records, %u missing, %u delivered twice (read but not yet"
-           " released when the reader died)\n",
-           2 * kRecords, missing, dups);
+           " released when the reader died); producers re-registered %u and %u times\n",
+           2 * kRecords, missing, dups, res->reregs[0].load(), res->reregs[1].load());
+    EXPECT_GE(res->reregs[0].load(), 1u); // each handed its ring to a new reader at least once
+    EXPECT_GE(res->reregs[1].load(), 1u);
     EXPECT_EQ(0u, missing);
     // at-least-once: only what a killed reader had handed out but not released comes again
     EXPECT_LE(dups, 3u * 2 * 1024);

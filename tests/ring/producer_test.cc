@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -189,6 +190,58 @@ int memfd_of(size_t size, unsigned seals)
         EXPECT_EQ(0, fcntl(fd, F_ADD_SEALS, seals));
     }
     return fd;
+}
+
+// A fake daemon on the socket: accepts, then answers with `mode` (0: never, 1: wrong magic,
+// 2: no fd, 3: an unsealed memfd, 4: a refusal).
+int fake_daemon(const std::string &path, int mode)
+{
+    int l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, path.c_str());
+    unlink(path.c_str());
+    EXPECT_EQ(0, bind(l, (sockaddr *)&sa, sizeof sa));
+    EXPECT_EQ(0, listen(l, 4));
+    pid_t pid = fork();
+    if (pid == 0) {
+        int c = accept(l, nullptr, nullptr);
+        sb_reg_hello h;
+        int fd = -1;
+        pollfd pf{c, POLLIN, 0};
+        poll(&pf, 1, 2000);
+        sb_reg_recv(c, &h, sizeof h, &fd);
+        sb_reg_reply r{SB_REG_MAGIC, SB_REG_VERSION, 0, 0, 7, 64 * 1024, {}};
+        int mfd = memfd_of(sb_ring_map_size(64 * 1024), 0);
+        if (mode == 1)
+            r.magic ^= 1;
+        if (mode == 4)
+            r.status = -SEGBUS_EDENIED;
+        if (mode != 0)
+            sb_reg_send(c, &r, sizeof r, mode == 3 ? mfd : -1);
+        sleep(mode == 0 ? 2 : 0);
+        _exit(0);
+    }
+    close(l);
+    return pid;
+}
+
+TEST(Producer, HostileOrSilentDaemon)
+{
+    std::string path = temp_socket_path("fake");
+    const int want[] = {-SEGBUS_ETIMEDOUT, -EPROTO, -EPROTO, -EPROTO, -SEGBUS_EDENIED};
+    for (int mode = 0; mode < 5; mode++) {
+        pid_t pid = fake_daemon(path, mode);
+        segbus_producer_options_t o;
+        segbus_producer_options_init(&o);
+        o.connect_timeout_ms = 100;
+        segbus_producer_t *p = nullptr;
+        EXPECT_EQ(want[mode], segbus_producer_open(&p, path.c_str(), &o)) << "mode " << mode;
+        EXPECT_EQ(nullptr, p);
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+    }
+    unlink(path.c_str());
 }
 
 // A producer cannot make the daemon map something it could truncate, or anything else odd.

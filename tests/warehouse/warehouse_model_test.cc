@@ -77,20 +77,6 @@ TEST(WarehouseModel, Timestamps)
     EXPECT_EQ("invalid", ts("yesterday"));
 }
 
-TEST(WarehouseModel, MsgpackCheckRefusesLyingCounts)
-{
-    EXPECT_TRUE(sb_wh_mp_check((const uint8_t *)"\x81\xa1x\x01", 4, 32));
-    EXPECT_FALSE(sb_wh_mp_check((const uint8_t *)"\x81\xa1x", 3, 32));         // value missing
-    EXPECT_FALSE(sb_wh_mp_check((const uint8_t *)"\x81\xa1x\x01\x01", 5, 32)); // trailing
-    EXPECT_FALSE(sb_wh_mp_check((const uint8_t *)"\xdf\xff\xff\xff\xff", 5, 32));
-    EXPECT_FALSE(sb_wh_mp_check((const uint8_t *)"\xdb\xff\xff\xff\xff", 5, 32));
-    EXPECT_FALSE(sb_wh_mp_check((const uint8_t *)"\xc1", 1, 32));
-    std::string deep(40, '\x91');
-    deep += '\x01';
-    EXPECT_FALSE(sb_wh_mp_check((const uint8_t *)deep.data(), deep.size(), 32));
-    EXPECT_TRUE(sb_wh_mp_check((const uint8_t *)deep.data() + 10, deep.size() - 10, 32));
-}
-
 TEST(WarehouseModel, Coercion)
 {
     char buf[40];
