@@ -368,10 +368,12 @@ static int build_event(struct sb_mp_reader *r, const struct envelope *env, const
     uint32_t keep = 0, n;
     struct sb_mp_reader start;
 
-    if (sb_mp_next(r, &top))
+    if (sb_mp_peek(r, &top))
         return -EINVAL;
     if (top.type != SB_MP_MAP)
         return sb_mp_skip(r) ? -EINVAL : -EPROTO;
+    if (sb_mp_next(r, &top))
+        return -EINVAL;
     start = *r;
     for (uint32_t i = 0; i < top.v.count; i++) {
         if (sb_mp_next(r, &k) || sb_mp_peek(r, &v))
