@@ -10,6 +10,8 @@
 
 #include "segbus/segbus.h"
 
+#include "event/event.h" /* sb_map_set_msgpack_trusted: our converters' output */
+
 #include "sbpy.h"
 #include "sbpy_api.h"
 
@@ -350,7 +352,7 @@ static int convert_into(struct sbpy_conv *cv, const char *root, PyObject *dict, 
     if (rc < 0)
         return -1;
     /* the root is a dict, so it is never dropped (rc == 1 only happens for non-containers) */
-    rc = segbus_map_set_msgpack(m, cv->buf->data + start, cv->buf->size - start);
+    rc = sb_map_set_msgpack_trusted(m, cv->buf->data + start, cv->buf->size - start);
     if (rc < 0) {
         if (rc == -EMSGSIZE)
             PyErr_Format(PyExc_RuntimeError, "Message exceeds 32kb limit (%s alone is %zu bytes)",
@@ -655,7 +657,7 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
     }
 
     /* the message as sent, in analytics-python's shape */
-    if (!(msg = PyDict_New()))
+    if (!(msg = _PyDict_NewPresized(11))) /* sized once: no resize while it is filled */
         goto out;
     PyObject *ctx_sent =
         ctx_d ? as_sent(ctx_d, s->buf.data + ctx_off, ctx_len, ctx_drops != 0) : PyDict_New();
@@ -664,7 +666,8 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
         Py_DECREF(ctx_sent);
         ctx_sent = copy;
     }
-    if (!ctx_sent || PyDict_SetItem(ctx_sent, k_library, library_value) < 0) {
+    /* A fresh library dict per message: a caller that edits one message must not edit all. */
+    if (!ctx_sent || set_item(ctx_sent, k_library, PyDict_Copy(library_value)) < 0) {
         Py_XDECREF(ctx_sent);
         goto out;
     }
@@ -709,7 +712,7 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
     }
     if (set_item(msg, k_message_id, PyUnicode_FromString(sent.message_id)) < 0)
         goto out;
-    result = Py_BuildValue("(OO)", success ? Py_True : Py_False, msg);
+    result = PyTuple_Pack(2, success ? Py_True : Py_False, msg);
 
 out:
     if (conv_ready) {

@@ -60,6 +60,17 @@ def test_track_order_completed_round_trip(client, sink):
     assert event["properties"] == ORDER
 
 
+def test_returned_messages_share_no_mutable_parts(client, sink):
+    ctx = {"ip": "10.0.0.1"}
+    _, first = client.track("u", "One", context=ctx)
+    first["context"]["library"]["name"] = "edited"
+    first["context"]["ip"] = "edited"
+    _, second = client.track("u", "Two", context=ctx)
+    assert second["context"] == {"ip": "10.0.0.1", "library": LIBRARY}
+    assert ctx == {"ip": "10.0.0.1"}  # the caller's context is not touched either
+    assert [e["context"]["library"] for e in sink.wait(2)] == [LIBRARY, LIBRARY]
+
+
 def test_every_call_type_round_trip(client, sink):
     ts = datetime.datetime(2026, 11, 28, 14, 13, 30, 123456, tzinfo=datetime.timezone.utc)
     common = dict(context={"ip": "10.0.0.1", "page": {"path": "/x"}}, timestamp=ts,
