@@ -500,7 +500,8 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
                  r->batch_count, res->status > 0 ? "HTTP" : "error", res->status,
                  r->dead_letter_path);
         dead_letter(r, r->batch.data, r->batch.len, res->status,
-                    sb_retry_classify(res->status) == SB_HTTP_DEAD_LETTER
+                    res->status == -EMSGSIZE ? "too large for the destination"
+                    : sb_retry_classify(res->status) == SB_HTTP_DEAD_LETTER
                         ? "not retryable"
                         : "gave up after max_retry_duration",
                     res->detail, res->detail_len);
