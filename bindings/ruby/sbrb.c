@@ -111,12 +111,20 @@ static int pack_bytes(struct conv *cv, const char *p, long n)
  * converted; binary strings only when their bytes are valid UTF-8. */
 static int pack_string(struct conv *cv, VALUE s)
 {
-    rb_encoding *enc = rb_enc_get(s);
-    if (enc == rb_utf8_encoding() || enc == rb_usascii_encoding()) {
-        if (rb_enc_str_coderange(s) == ENC_CODERANGE_BROKEN)
+    static int utf8_index = -1, ascii_index = -1;
+    if (utf8_index < 0) {
+        utf8_index = rb_utf8_encindex();
+        ascii_index = rb_usascii_encindex();
+    }
+    int ei = ENCODING_GET(s);
+    if (ei == utf8_index || ei == ascii_index) {
+        int cr = ENC_CODERANGE(s); /* cached by Ruby for most strings: no scan */
+        if (cr != ENC_CODERANGE_7BIT && cr != ENC_CODERANGE_VALID &&
+            rb_enc_str_coderange(s) == ENC_CODERANGE_BROKEN)
             return conv_drop(cv, s, "string is not valid UTF-8");
         return pack_bytes(cv, RSTRING_PTR(s), RSTRING_LEN(s));
     }
+    rb_encoding *enc = rb_enc_from_index(ei);
     if (enc == rb_ascii8bit_encoding()) {
         VALUE u = rb_enc_associate(rb_str_dup(s), rb_utf8_encoding());
         if (rb_enc_str_coderange(u) == ENC_CODERANGE_BROKEN)
@@ -237,7 +245,7 @@ static int pack_array(struct conv *cv, VALUE a)
         cv->path[cv->depth].key = Qundef;
         cv->path[cv->depth].index = i;
         cv->depth++;
-        int rc = pack_value(cv, rb_ary_entry(a, i));
+        int rc = pack_value(cv, RARRAY_AREF(a, i));
         cv->depth--;
         if (rc < 0)
             return -1;

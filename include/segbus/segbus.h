@@ -369,7 +369,8 @@ SEGBUS_API const char *segbus_type_name(enum segbus_type type);
  * Errors stick: the first one is kept (with its path, e.g. "products[1].name: invalid UTF-8 at
  * byte 3"), later adds do nothing, and an event call given the builder fails with that error.
  * Each add returns 0 or that error: -SEGBUS_EUTF8, -SEGBUS_EJSON (add_json), -EINVAL (key
- * NULL in a map or non-NULL in an array, end with nothing open, nesting deeper than 32),
+ * NULL in a map or non-NULL in an array, end with nothing open, more than 30 levels below the
+ * root: an event is at most 32 deep, as msgpack-c's default unpacker takes),
  * -EMSGSIZE (over 32 KB), -ENOMEM. Not thread-safe: one thread at a time per builder; a
  * finished builder may be read by several event calls at once. Reusable after
  * segbus_map_reset() (keeps its memory; the usual way on a hot path). */
@@ -396,7 +397,7 @@ SEGBUS_API int segbus_map_error(const segbus_map_t *map, const char **detail);
 /* Replace the builder's contents with a map already encoded as msgpack (data[0..len), exactly
  * one map value), e.g. by a language binding's converter. It is checked as the builder checks
  * what it is given: string keys, valid UTF-8, no bin/ext (they have no JSON form), nesting at
- * most 32 below the root, at most 32 KB; then copied. 0, or the sticky error it also keeps:
+ * most 30 below the root, at most 32 KB; then copied. 0, or the sticky error it also keeps:
  * -SEGBUS_ENOTOBJECT (not a map), -SEGBUS_EUTF8, -EINVAL (malformed, trailing bytes, a non-string
  * key, bin/ext, too deep; the detail gives the byte offset), -EMSGSIZE, -ENOMEM. */
 SEGBUS_API int segbus_map_set_msgpack(segbus_map_t *map, const void *data, size_t len);

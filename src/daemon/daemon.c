@@ -48,6 +48,18 @@ struct sb_daemon {
     int sigfd;
     struct signalfd_siginfo si;
 
+    /* Durable head of the primary ring: a mark is a ring position plus, per output, how many
+     * events it had been handed by then; once every output has that many durable, the ring's
+     * durable head moves to the position (producers' flush waits for it). The ring refuses a
+     * durable head more than its capacity ahead of the last one, so consecutive marks stay
+     * within half a capacity; the newest mark moves forward with each drain until then. */
+    struct dmark {
+        uint64_t pos;
+        uint64_t *need;
+    } * marks;
+    size_t marks_head, n_marks, marks_cap;
+    uint64_t last_mark_pos;
+
     bool stopping;
     uint64_t stop_deadline_ns;
     int result;
@@ -57,6 +69,8 @@ struct sb_daemon {
 
 /* ---- the drain ---------------------------------------------------------------------------- */
 
+static void mark_pos(struct sb_daemon *d, struct sb_ring_reader *rd, uint64_t pos);
+
 static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
 {
     struct sb_daemon *d = ctx;
@@ -64,7 +78,13 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     const uint8_t *ev;
     size_t len;
 
-    (void)ring;
+    if (ring == 0) {
+        /* One drain can move the head by more than the ring's capacity, and the ring refuses
+         * a durable head that far ahead: mark positions on the way. */
+        struct sb_ring_reader *rd = sb_registry_reader(d->reg, 0);
+        if (rd && rec->pos - d->last_mark_pos > rd->ring.capacity / 4)
+            mark_pos(d, rd, rec->pos);
+    }
     if (rec->type != SEGBUS_RECORD_TYPE_EVENT) {
         d->unknown_records++;
         return 0;
@@ -88,6 +108,93 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     return 0;
 }
 
+static struct dmark *mark_at(struct sb_daemon *d, size_t i)
+{
+    return &d->marks[(d->marks_head + i) % d->marks_cap];
+}
+
+static void check_marks(struct sb_daemon *d)
+{
+    struct sb_ring_reader *rd = sb_registry_reader(d->reg, 0);
+
+    while (d->n_marks) {
+        struct dmark *m = mark_at(d, 0);
+        for (size_t o = 0; o < d->n_outs; o++)
+            if (sb_output_runner_durable_events(d->outs[o]) < m->need[o])
+                return;
+        if (rd)
+            sb_ring_reader_set_durable(rd, m->pos);
+        sb_debug("daemon", "durable head %llu (ring durable now %llu, head %llu)",
+                 (unsigned long long)m->pos,
+                 rd ? (unsigned long long)sb_ring_durable_head(&rd->ring) : 0ull,
+                 rd ? (unsigned long long)rd->head : 0ull);
+        d->marks_head = (d->marks_head + 1) % d->marks_cap;
+        d->n_marks--;
+    }
+}
+
+static struct dmark *mark_new(struct sb_daemon *d)
+{
+    if (d->n_marks == d->marks_cap) {
+        size_t cap = d->marks_cap ? d->marks_cap * 2 : 8;
+        struct dmark *m = calloc(cap, sizeof *m);
+        if (!m)
+            return NULL;
+        for (size_t i = 0; i < cap; i++) {
+            m[i].need = i < d->n_marks ? mark_at(d, i)->need : calloc(d->n_outs, sizeof(uint64_t));
+            if (!m[i].need) {
+                for (size_t k = d->n_marks; k < i; k++)
+                    free(m[k].need);
+                free(m);
+                return NULL;
+            }
+            if (i < d->n_marks)
+                m[i].pos = mark_at(d, i)->pos;
+        }
+        free(d->marks);
+        d->marks = m;
+        d->marks_head = 0;
+        d->marks_cap = cap;
+    }
+    return mark_at(d, d->n_marks++);
+}
+
+/* Everything of the primary ring before pos has been handed to the outputs: remember what each
+ * output had by then. The newest mark moves forward while it stays within a quarter capacity
+ * of the one before it (and is not the one being waited for); else a new one starts. */
+static void mark_pos(struct sb_daemon *d, struct sb_ring_reader *rd, uint64_t pos)
+{
+    struct dmark *m;
+
+    if (pos == d->last_mark_pos)
+        return;
+    if (d->n_marks >= 2 && pos - mark_at(d, d->n_marks - 2)->pos <= rd->ring.capacity / 4)
+        m = mark_at(d, d->n_marks - 1);
+    else
+        m = mark_new(d);
+    if (!m)
+        return;
+    m->pos = pos;
+    for (size_t o = 0; o < d->n_outs; o++)
+        m->need[o] = sb_output_runner_added(d->outs[o]);
+    d->last_mark_pos = pos;
+}
+
+/* After a drain round: the primary ring's head; adopted rings (handed over after a restart)
+ * are marked durable as they are taken. */
+static void mark_drained(struct sb_daemon *d)
+{
+    size_t n = sb_registry_nrings(d->reg);
+    struct sb_ring_reader *rd;
+
+    for (size_t i = 1; i < n; i++)
+        if ((rd = sb_registry_reader(d->reg, i)))
+            sb_ring_reader_set_durable(rd, rd->head);
+    if ((rd = sb_registry_reader(d->reg, 0)))
+        mark_pos(d, rd, rd->head);
+    check_marks(d);
+}
+
 static bool backlogged(const struct sb_daemon *d)
 {
     for (size_t i = 0; i < d->n_outs; i++)
@@ -109,7 +216,9 @@ static void drain(struct sb_daemon *d)
         n = sb_registry_drain(d->reg, on_record, d, (int64_t)sb_now_ns());
         if (n <= 0)
             break;
+        mark_drained(d); /* per round: one round moves a head by at most a capacity */
     }
+    check_marks(d);
     arm_futex(d);
 }
 
@@ -196,6 +305,7 @@ static void on_tick(struct sb_timer *t)
     }
     for (size_t i = 0; i < d->n_outs; i++)
         sb_output_runner_tick(d->outs[i], now, d->stopping);
+    check_marks(d);
     if (d->stopping) {
         if (!backlogged(d) && all_idle(d)) {
             sb_info("daemon", "everything delivered; exiting");
@@ -395,6 +505,7 @@ static void on_durable(void *arg, uint64_t upto_seq)
 
     for (size_t i = 0; i < d->n_outs; i++)
         sb_output_runner_on_durable(d->outs[i], upto_seq);
+    check_marks(d);
 }
 
 static int build_pipeline(struct sb_daemon *d)
@@ -488,6 +599,7 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
     rc_cfg.gids = cfg->socket.allowed_gids;
     rc_cfg.ngids = cfg->socket.n_allowed_gids;
     rc_cfg.reader.grace_ns = (int64_t)cfg->ring.producer_grace_ns;
+    rc_cfg.reader.track_durable = 1; /* producers' flush waits for the spool's fsync */
     rc = sb_registry_open(&d->reg, &rc_cfg);
     if (rc) {
         snprintf(err, errlen, "socket %s: %s", cfg->socket.path,
@@ -560,5 +672,8 @@ void sb_daemon_free(struct sb_daemon *d)
     }
     if (d->sigfd >= 0)
         close(d->sigfd);
+    for (size_t i = 0; i < d->marks_cap; i++)
+        free(d->marks[i].need);
+    free(d->marks);
     free(d);
 }

@@ -83,6 +83,15 @@ __attribute__((format(printf, 2, 3))) int sb_err(int err, const char *fmt, ...);
 /* Skip one msgpack value in [p, end); the next position or NULL if malformed/truncated or
  * nested deeper than 64. */
 const uint8_t *sb_event_skip(const uint8_t *p, const uint8_t *end);
+/* Containers nested in the one value at p (0 for a scalar, 1 for [] or {}), or -1 if malformed
+ * or deeper than 64. */
+int sb_event_depth(const uint8_t *p, const uint8_t *end);
+
+/* An event is at most this many containers deep (its own map included), so that msgpack-c's
+ * default unpacker (MSGPACK_EMBED_STACK_SIZE 32) and the daemon's JSON writer take every event a
+ * producer accepts: a properties/traits/context/integrations map may hold 30 levels below it. */
+#define SB_EVENT_MAX_DEPTH 32
+#define SB_PAYLOAD_MAX_DEPTH (SB_EVENT_MAX_DEPTH - 1)
 
 /* Internal view of a builder, for the encoder. */
 struct sb_map_view {

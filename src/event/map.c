@@ -12,7 +12,8 @@
 #include "event/mpw.h"
 #include "json/json.h"
 
-#define SB_MAP_DEPTH 32
+/* Containers a builder may open below its root map: the root is level 2 of an event. */
+#define SB_MAP_DEPTH (SB_PAYLOAD_MAX_DEPTH - 1)
 
 struct sb_level {
     size_t hdr_off; /* offset of the 1-byte header reserved for this container */
@@ -308,6 +309,19 @@ SEGBUS_API int segbus_map_add_json(segbus_map_t *m, const char *key, const char 
     rc = sb_json_to_msgpack(json, len, &pk, &je);
     if (rc == 0 && m->buf.len > SEGBUS_MAX_EVENT_BYTES)
         rc = -EMSGSIZE;
+    if (rc == 0) {
+        /* The value starts after the key written by map_key. */
+        const uint8_t *v = m->buf.data + before;
+        if (key)
+            v = sb_event_skip(v, m->buf.data + m->buf.len);
+        int d = v ? sb_event_depth(v, m->buf.data + m->buf.len) : -1;
+        if (d < 0 || m->depth + d > SB_MAP_DEPTH) {
+            m->buf.len = before;
+            return map_fail(m, key, -SEGBUS_EJSON,
+                            "JSON nested too deep (an event is at most %d levels deep)",
+                            SB_EVENT_MAX_DEPTH);
+        }
+    }
     if (rc) {
         m->buf.len = before; /* the key and any partial value go */
         if (rc == -SEGBUS_EJSON)

@@ -124,7 +124,7 @@ static uint32_t be(const uint8_t *p, int n)
     return v;
 }
 
-static const uint8_t *skip_depth(const uint8_t *p, const uint8_t *end, int depth)
+static const uint8_t *skip_depth(const uint8_t *p, const uint8_t *end, int depth, int *deepest)
 {
     if (p >= end || depth > 64)
         return NULL;
@@ -215,11 +215,14 @@ static const uint8_t *skip_depth(const uint8_t *p, const uint8_t *end, int depth
         p += hl;
     }
 done:
+    if (((c & 0xe0) == 0x80 || c == 0xdc || c == 0xdd || c == 0xde || c == 0xdf) &&
+        depth + 1 > *deepest)
+        *deepest = depth + 1; /* this value is a container, at level depth + 1 */
     if ((uint64_t)(end - p) < n)
         return NULL;
     p += n;
     for (uint64_t i = 0; i < items; i++) {
-        p = skip_depth(p, end, depth + 1);
+        p = skip_depth(p, end, depth + 1, deepest);
         if (!p)
             return NULL;
     }
@@ -228,5 +231,12 @@ done:
 
 const uint8_t *sb_event_skip(const uint8_t *p, const uint8_t *end)
 {
-    return skip_depth(p, end, 0);
+    int deepest = 0;
+    return skip_depth(p, end, 0, &deepest);
+}
+
+int sb_event_depth(const uint8_t *p, const uint8_t *end)
+{
+    int deepest = 0;
+    return skip_depth(p, end, 0, &deepest) ? deepest : -1;
 }

@@ -110,6 +110,11 @@ void sb_output_runner_on_durable(struct sb_output_runner *r, uint64_t upto_seq);
 size_t sb_output_runner_backlog(const struct sb_output_runner *r);
 /* Nothing batched, backlogged, spooled-but-undelivered or in flight. */
 bool sb_output_runner_idle(const struct sb_output_runner *r);
+/* Events handed to sb_output_runner_add so far, and how many of the first of them are durable
+ * (in fsynced spool records, or in the dead-letter file). The daemon uses the pair to tell
+ * producers when their records are durable. */
+uint64_t sb_output_runner_added(const struct sb_output_runner *r);
+uint64_t sb_output_runner_durable_events(const struct sb_output_runner *r);
 /* Events waiting in the open batch. */
 uint32_t sb_output_runner_pending(const struct sb_output_runner *r);
 const struct sb_output_counters *sb_output_runner_counters(const struct sb_output_runner *r);

@@ -21,6 +21,7 @@ struct backlog_item {
     struct backlog_item *next;
     size_t len;
     uint32_t count;
+    uint64_t cum;   /* events emitted up to and including this batch */
     uint8_t data[]; /* tag + envelope */
 };
 
@@ -47,6 +48,15 @@ struct sb_output_runner {
     struct sb_delivery d;
     uint64_t skip_seq; /* highest record of other outputs read past (ack it) */
     uint64_t acked;
+
+    /* Durability accounting: events handed in, events in closed batches (cumulative), and which
+     * spool seq holds the batch that ends at each cumulative count, until it is durable. */
+    uint64_t added, emitted, durable_events;
+    struct {
+        uint64_t cum, seq;
+    } * marks;
+    size_t marks_head, marks_n, marks_cap;
+    uint64_t durable_seq;
 
     char *dead_letter_path;
     int dl_fd;
@@ -121,7 +131,8 @@ static uint64_t next_rand(struct sb_output_runner *r)
 
 /* ---- batching and spooling ---------------------------------------------------------------- */
 
-static int backlog_push(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count)
+static int backlog_push(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count,
+                        uint64_t cum)
 {
     struct backlog_item *it = malloc(sizeof *it + len);
 
@@ -130,6 +141,7 @@ static int backlog_push(struct sb_output_runner *r, const uint8_t *data, size_t 
     it->next = NULL;
     it->len = len;
     it->count = count;
+    it->cum = cum;
     memcpy(it->data, data, len);
     if (r->bl_tail)
         r->bl_tail->next = it;
@@ -144,14 +156,67 @@ static int backlog_push(struct sb_output_runner *r, const uint8_t *data, size_t 
 static void dead_letter(struct sb_output_runner *r, const uint8_t *env, size_t len, int status,
                         const char *reason, const char *detail, size_t detail_len);
 
+/* Remember that the events up to cum are durable once spool seq is (seq 0: already, as soon
+ * as every batch before it is). */
+static void mark_push(struct sb_output_runner *r, uint64_t cum, uint64_t seq)
+{
+    size_t tail;
+
+    if (seq == 0 && r->marks_n)
+        seq = r->marks[(r->marks_head + r->marks_n - 1) % r->marks_cap].seq;
+    if (!r->marks_n && (seq == 0 || seq <= r->durable_seq)) {
+        r->durable_events = cum;
+        return;
+    }
+    if (r->marks_n == r->marks_cap) {
+        size_t cap = r->marks_cap ? r->marks_cap * 2 : 64;
+        __typeof__(r->marks) m = malloc(cap * sizeof *m);
+        if (!m)
+            return; /* durability reporting lags until a later batch; delivery is unaffected */
+        for (size_t i = 0; i < r->marks_n; i++)
+            m[i] = r->marks[(r->marks_head + i) % r->marks_cap];
+        free(r->marks);
+        r->marks = m;
+        r->marks_head = 0;
+        r->marks_cap = cap;
+    }
+    tail = (r->marks_head + r->marks_n) % r->marks_cap;
+    r->marks[tail].cum = cum;
+    r->marks[tail].seq = seq;
+    r->marks_n++;
+}
+
+static void marks_durable(struct sb_output_runner *r, uint64_t upto_seq)
+{
+    if (upto_seq > r->durable_seq)
+        r->durable_seq = upto_seq;
+    while (r->marks_n && r->marks[r->marks_head].seq <= r->durable_seq) {
+        r->durable_events = r->marks[r->marks_head].cum;
+        r->marks_head = (r->marks_head + 1) % r->marks_cap;
+        r->marks_n--;
+    }
+}
+
+uint64_t sb_output_runner_added(const struct sb_output_runner *r)
+{
+    return r->added;
+}
+
+uint64_t sb_output_runner_durable_events(const struct sb_output_runner *r)
+{
+    return r->durable_events;
+}
+
 /* Append one tagged record; 0 when spooled, else the spool's error. */
-static int spool_append(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count)
+static int spool_append(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count,
+                        uint64_t cum)
 {
     uint64_t seq;
     int rc = sb_spool_append(r->spool, data, len, &seq);
 
     if (rc == 0) {
         r->c.spooled += count;
+        mark_push(r, cum, seq);
         return 0;
     }
     if (rc == -EMSGSIZE) {
@@ -159,6 +224,7 @@ static int spool_append(struct sb_output_runner *r, const uint8_t *data, size_t 
         dead_letter(r, data + SB_OUTPUT_TAG_BYTES, len - SB_OUTPUT_TAG_BYTES, 0,
                     "batch larger than a spool record", NULL, 0);
         r->c.dead_lettered += count;
+        mark_push(r, cum, 0);
         return 0;
     }
     return rc;
@@ -168,7 +234,7 @@ static void backlog_retry(struct sb_output_runner *r)
 {
     while (r->bl_head) {
         struct backlog_item *it = r->bl_head;
-        if (spool_append(r, it->data, it->len, it->count) != 0)
+        if (spool_append(r, it->data, it->len, it->count, it->cum) != 0)
             break;
         r->bl_head = it->next;
         if (!r->bl_head)
@@ -187,25 +253,30 @@ static int on_batch(void *arg, const uint8_t *envelope, size_t len, uint32_t cou
 
     r->c.batches++;
     r->c.batched += count;
+    r->emitted += count;
     sb_buf_clear(&r->rec);
     if (sb_buf_append(&r->rec, tag, sizeof tag) || sb_buf_append(&r->rec, envelope, len))
         return -ENOMEM;
     /* Keep spool order: once something waits, everything after it waits behind it. */
     if (!r->bl_head) {
-        rc = spool_append(r, r->rec.data, r->rec.len, count);
+        rc = spool_append(r, r->rec.data, r->rec.len, count, r->emitted);
         if (rc == 0)
             return 0;
         if (rc != -EAGAIN && rc != -ENOSPC)
             sb_warn("output", "%s: spool refused a batch (%s); holding it in memory", r->cfg->name,
                     strerror(-rc));
     }
-    return backlog_push(r, r->rec.data, r->rec.len, count);
+    return backlog_push(r, r->rec.data, r->rec.len, count, r->emitted);
 }
 
 int sb_output_runner_add(struct sb_output_runner *r, const uint8_t *event, size_t len,
                          uint64_t now_ns)
 {
-    return sb_batcher_add(r->batcher, event, len, now_ns);
+    int rc = sb_batcher_add(r->batcher, event, len, now_ns);
+
+    if (rc == 0)
+        r->added++;
+    return rc;
 }
 
 bool sb_output_runner_accepts(const struct sb_output_runner *r, const struct sb_event_meta *meta,
@@ -422,7 +493,7 @@ static void pump(struct sb_output_runner *r, uint64_t now_ns)
 
 void sb_output_runner_on_durable(struct sb_output_runner *r, uint64_t upto_seq)
 {
-    (void)upto_seq;
+    marks_durable(r, upto_seq);
     backlog_retry(r);
     if (!r->pumping)
         pump(r, sb_now_ns());
@@ -544,6 +615,7 @@ void sb_output_runner_free(struct sb_output_runner *r)
     }
     sb_buf_free(&r->rec);
     sb_buf_free(&r->batch);
+    free(r->marks);
     if (r->dl_fd >= 0)
         close(r->dl_fd);
     free(r->dead_letter_path);

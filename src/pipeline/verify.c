@@ -39,21 +39,35 @@ enum key {
     K_TIMESTAMP,
     K_COUNT
 };
-static const struct {
-    const char *s;
-    uint8_t len;
-} keys[K_COUNT] = {
-    {"type", 4},    {"userId", 6},        {"anonymousId", 11}, {"messageId", 9},   {"event", 5},
-    {"name", 4},    {"groupId", 7},       {"previousId", 10},  {"properties", 10}, {"traits", 6},
-    {"context", 7}, {"integrations", 12}, {"timestamp", 9},
-};
 
+/* Which known key this is: dispatch on the length first, then fixed-size compares (which the
+ * compiler inlines); a linear scan with memcmp showed as 17% of the drain's CPU. */
 static int key_index(const uint8_t *s, uint32_t len)
 {
-    for (int i = 0; i < K_COUNT; i++)
-        if (keys[i].len == len && memcmp(keys[i].s, s, len) == 0)
-            return i;
-    return -1;
+    switch (len) {
+    case 4:
+        return !memcmp(s, "type", 4) ? K_TYPE : !memcmp(s, "name", 4) ? K_NAME : -1;
+    case 5:
+        return !memcmp(s, "event", 5) ? K_EVENT : -1;
+    case 6:
+        return !memcmp(s, "userId", 6) ? K_USER_ID : !memcmp(s, "traits", 6) ? K_TRAITS : -1;
+    case 7:
+        return !memcmp(s, "groupId", 7) ? K_GROUP_ID : !memcmp(s, "context", 7) ? K_CONTEXT : -1;
+    case 9:
+        return !memcmp(s, "messageId", 9)   ? K_MESSAGE_ID
+               : !memcmp(s, "timestamp", 9) ? K_TIMESTAMP
+                                            : -1;
+    case 10:
+        return !memcmp(s, "previousId", 10)   ? K_PREVIOUS_ID
+               : !memcmp(s, "properties", 10) ? K_PROPERTIES
+                                              : -1;
+    case 11:
+        return !memcmp(s, "anonymousId", 11) ? K_ANONYMOUS_ID : -1;
+    case 12:
+        return !memcmp(s, "integrations", 12) ? K_INTEGRATIONS : -1;
+    default:
+        return -1;
+    }
 }
 
 #define BAD(r) (-1 - (int)(r))

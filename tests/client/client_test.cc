@@ -293,3 +293,36 @@ TEST(Client, EncodeWithoutSending)
 }
 
 } // namespace
+
+namespace
+{
+
+TEST(Client, StandaloneRingIsAdoptedByALaterDaemon)
+{
+    std::string path = temp_socket_path("client-standalone");
+    segbus_options_t *o = segbus_options_new();
+    segbus_options_set_socket(o, path.c_str()); // standalone is allowed by default
+    segbus_client_t *c = nullptr;
+    ASSERT_EQ(segbus_client_open(&c, o), 0) << segbus_last_error();
+    segbus_options_free(o);
+    segbus_message_t m = SEGBUS_MESSAGE_INIT;
+    m.user_id = "early";
+    m.event = "Before The Daemon";
+    for (int i = 0; i < 5; i++)
+        ASSERT_EQ(segbus_track(c, &m), 0) << segbus_last_error();
+    EXPECT_EQ(segbus_flush(c, 50), -SEGBUS_ENODAEMON) << "no daemon can have taken them";
+    Daemon d(path);
+    m.user_id = "late";
+    ASSERT_EQ(segbus_track(c, &m), 0) << segbus_last_error();
+    ASSERT_EQ(segbus_flush(c, 5000), 0) << segbus_last_error();
+    ASSERT_TRUE(d.wait_count(6, 5000)) << d.count();
+    auto got = d.take();
+    EXPECT_EQ(got.size(), 6u);
+    int early = 0;
+    for (auto &g : got)
+        early += mp_decode(g.data.data(), g.data.size()).fields["userId"] == "\"early\"";
+    EXPECT_EQ(early, 5) << "events written before the daemon started are delivered";
+    segbus_client_close(c);
+}
+
+} // namespace

@@ -672,7 +672,7 @@ TEST(Event, BuilderMisuse)
     segbus_map_reset(b);
     EXPECT_EQ(segbus_map_end(b), -EINVAL);
     segbus_map_reset(b);
-    for (int i = 0; i < 32; i++)
+    for (int i = 0; i < 30; i++)
         ASSERT_EQ(segbus_map_begin_map(b, "d"), 0) << i;
     EXPECT_EQ(segbus_map_begin_map(b, "d"), -EINVAL);
     segbus_map_reset(b);
@@ -824,6 +824,48 @@ TEST(EventMsgpack, SetFromForeignMsgpack)
     EXPECT_NE(std::string(detail).find("UTF-8"), std::string::npos) << detail;
     msgpack_sbuffer_destroy(&sb);
     segbus_map_free(b);
+}
+
+} // namespace
+
+namespace
+{
+
+// Every event a producer accepts decodes with msgpack-c's default unpacker (32 levels), the
+// reference for the bytes: payload nesting is capped so the whole event stays within it.
+TEST(EventDepth, AcceptedEventsFitMsgpackCsDefaultDepth)
+{
+    auto nested = [](int n) { return std::string(n, '[') + std::string(n, ']'); };
+    segbus_message_t m = SEGBUS_MESSAGE_INIT;
+    m.user_id = "u";
+    m.event = "E";
+    for (int n : {29, 30, 31, 40, 63}) {
+        std::string json = "{\"k\": " + nested(n) + "}";
+        m.properties_json = json.c_str();
+        const uint8_t *out = nullptr;
+        size_t len = 0;
+        int rc = sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr);
+        if (n <= 30) {
+            ASSERT_EQ(rc, 0) << n << ": " << segbus_last_error();
+            EXPECT_TRUE(mp_decode(out, len).ok) << n;
+        } else {
+            EXPECT_EQ(rc, -SEGBUS_EJSON) << n;
+            EXPECT_NE(std::string(segbus_last_error()).find("nested more than 31"),
+                      std::string::npos)
+                << segbus_last_error();
+        }
+        // Brackets inside strings are not nesting.
+        std::string in_str = "{\"k\": \"" + nested(n) + "\", \"{\": [\"[{\"]}";
+        m.properties_json = in_str.c_str();
+        EXPECT_EQ(sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr), 0)
+            << n << ": " << segbus_last_error();
+        // The same through the builder's add_json, one level in.
+        segbus_map_t *b = segbus_map_new();
+        segbus_map_begin_map(b, "one");
+        int brc = segbus_map_add_json(b, "k", nested(n).c_str(), SIZE_MAX);
+        EXPECT_EQ(brc, n <= 29 ? 0 : -SEGBUS_EJSON) << n;
+        segbus_map_free(b);
+    }
 }
 
 } // namespace

@@ -164,17 +164,19 @@ class Client(object):
 
     def flush(self, timeout=None):
         """Wait until the daemon has taken every event this client recorded before the call.
-        timeout in seconds; None waits without bound, as analytics-python's flush does (it
-        returns at once when no daemon drains the ring). True when all were taken."""
+        timeout in seconds; None: the client's timeout (15 s by default), never without bound
+        (analytics-python's unbounded flush hangs when nothing drains its queue). True when all
+        were taken; False when the deadline passed (the events stay in the ring: a daemon that
+        starts later takes them)."""
         if not self.send:
             return True
-        rc = _c.sbpy_flush(self._h, -1 if timeout is None else int(timeout * 1000))
+        if timeout is None:
+            timeout = self.timeout if self.timeout is not None else 15
+        rc = _c.sbpy_flush(self._h, int(timeout * 1000))
         if rc == 0:
             return True
-        if rc == _ETIMEDOUT:
-            log.warning("segbus: flush timed out after %ss; the events stay in the ring", timeout)
-        else:
-            log.debug("segbus: flush: no daemon drains this client's ring yet (%d)", rc)
+        log.warning("segbus: flush: not every event was taken within %ss (%s); they stay in the "
+                    "ring", timeout, "no daemon drains it" if rc != _ETIMEDOUT else "timed out")
         return False
 
     def join(self):

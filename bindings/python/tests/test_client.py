@@ -268,3 +268,14 @@ def test_full_ring_returns_false_and_calls_on_error(tmp_path):
     assert len(s.wait(results.count(True))) == results.count(True)
     c.shutdown()
     s.close()
+
+
+def test_no_daemon_refused_or_standalone(tmp_path):
+    missing = str(tmp_path / "none.sock")
+    with pytest.raises(RuntimeError, match="segbus client: .*no segbusd"):
+        segbus.Client(socket=missing, standalone=False)
+    alone = segbus.Client(socket=missing, timeout=0.1)  # a ring of its own, adopted later
+    ok, msg = alone.track("u", "Alone")
+    assert ok and alone.stats()["sent"] == 1
+    assert alone.flush(timeout=0.1) is False  # honest: nobody has taken it yet
+    alone.shutdown()

@@ -37,7 +37,7 @@ module Segbus
   # Options about analytics-ruby's HTTP worker (batch_size, max_queue_size, ssl, host, port...)
   # are accepted and ignored: the segbusd sidecar delivers. stub: true checks and encodes but
   # records nothing. segbus's own: socket:, strict:, full_policy: (:error, :block, :drop),
-  # block_ms:, standalone:.
+  # block_ms:, standalone:, flush_timeout: (seconds, default 15).
   class Analytics
     attr_reader :write_key
 
@@ -46,6 +46,7 @@ module Segbus
       @write_key = opts[:write_key]
       @on_error = opts[:on_error] || proc { |_status, _error| }
       @send = (opts[:stub] || opts[:test]) ? 0 : 1
+      @flush_timeout = opts[:flush_timeout] || 15
       policy = POLICIES.fetch((opts[:full_policy] || :error).to_sym) do
         raise ArgumentError, "full_policy must be one of #{POLICIES.keys.join(', ')}"
       end
@@ -86,13 +87,17 @@ module Segbus
       call(6, attrs[:user_id], nil, attrs[:previous_id], nil, nil, attrs)
     end
 
-    # Waits until the daemon holds every event recorded so far (timeout in seconds; nil: no
-    # bound, as analytics-ruby's flush; returns at once when no daemon drains the ring).
+    # Waits until the daemon holds every event recorded so far: true, or false once `timeout`
+    # seconds passed (default: the client's flush_timeout, 15 s; never without bound, unlike
+    # analytics-ruby's flush, which hangs when nothing drains its queue). Events not yet taken
+    # stay in the ring for a daemon that starts later.
     def flush(timeout = nil)
       return true if @send.zero?
-      rc = Segbus_ext.sbrb_flush(@h, timeout ? (timeout * 1000).to_i : -1)
+      timeout ||= @flush_timeout
+      rc = Segbus_ext.sbrb_flush(@h, (timeout * 1000).to_i)
       return true if rc.zero?
-      Segbus.logger.warn("flush timed out after #{timeout}s; the events stay in the ring") if rc == ETIMEDOUT
+      Segbus.logger.warn("flush: not every event was taken within #{timeout}s " \
+                         "(#{rc == ETIMEDOUT ? 'timed out' : 'no daemon drains it'}); they stay in the ring")
       false
     end
 
@@ -114,10 +119,12 @@ module Segbus
 
     private
 
+    # analytics-ruby symbolizes the keys; most callers already use symbols, so look for one
+    # first instead of copying every call's hash.
     def symbolize(attrs)
       raise ArgumentError, 'Attributes must be a Hash' unless attrs.is_a?(Hash)
-      return attrs if attrs.empty? || attrs.first[0].is_a?(Symbol)
-      attrs.transform_keys(&:to_sym)
+      return attrs if attrs.key?(:user_id) || attrs.key?(:anonymous_id) || attrs.key?(:previous_id)
+      attrs.transform_keys { |k| k.is_a?(String) ? k.to_sym : k }
     end
 
     def call(type, user_id, anonymous_id, a, b, body, attrs)

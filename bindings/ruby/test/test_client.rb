@@ -198,3 +198,18 @@ class TestClient < Minitest::Test
     seqs.each_value { |s| assert_equal (0...1500).to_a, s }
   end
 end
+
+class TestNoDaemon < Minitest::Test
+  def test_refused_without_standalone_and_recorded_with_it
+    Dir.mktmpdir do |dir|
+      missing = File.join(dir, 'none.sock')
+      e = assert_raises(RuntimeError) { Segbus::Analytics.new(socket: missing, standalone: false) }
+      assert_match(/no segbusd/, e.message)
+      alone = Segbus::Analytics.new(socket: missing, flush_timeout: 0.1)
+      assert alone.track(user_id: 'u', event: 'Alone')
+      assert_equal 1, alone.stats[:sent]
+      assert_equal false, alone.flush
+      alone.close # bounded too
+    end
+  end
+end
