@@ -8,7 +8,8 @@ extern "C" {
 #include "plan/plan.h"
 }
 
-namespace {
+namespace
+{
 const char plan_json[] =
     R"({"events":[{"name":"Order Completed","rules":{"properties":{"type":"object",
 "required":["order_id","total","currency","products"],"properties":{"order_id":{"type":"string"},

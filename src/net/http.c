@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <zlib.h>
 
 static const struct sb_http_limits default_limits = {16384, 1u << 20, 100};
@@ -484,4 +486,27 @@ int sb_gunzip(struct sb_buf *out, const void *data, size_t len, size_t max_out)
     if (ret < 0)
         out->len = start;
     return ret;
+}
+
+int sb_http_basic_auth(char *out, size_t outlen, const char *user, const char *pass)
+{
+    static const char prefix[] = "Basic ";
+    size_t ul = strlen(user), pl = strlen(pass);
+    if (ul > 4096 || pl > 4096 || strchr(user, ':'))
+        return -EINVAL; /* RFC 7617: the user-id cannot contain a colon */
+    size_t raw = ul + 1 + pl;
+    size_t need = sizeof(prefix) - 1 + 4 * ((raw + 2) / 3) + 1;
+    if (outlen < need)
+        return -ENOSPC;
+    unsigned char *tmp = malloc(raw);
+    if (!tmp)
+        return -ENOMEM;
+    memcpy(tmp, user, ul);
+    tmp[ul] = ':';
+    memcpy(tmp + ul + 1, pass, pl);
+    memcpy(out, prefix, sizeof(prefix) - 1);
+    int n = EVP_EncodeBlock((unsigned char *)out + sizeof(prefix) - 1, tmp, (int)raw);
+    OPENSSL_cleanse(tmp, raw); /* it held a write key */
+    free(tmp);
+    return (int)(sizeof(prefix) - 1) + n;
 }

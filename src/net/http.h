@@ -102,6 +102,11 @@ int64_t sb_http_retry_after(const char *value, int64_t max_s);
 /* The reason phrase of a status code ("Not Found"); "Unknown" for others. */
 const char *sb_http_reason(int status);
 
+/* "Basic <base64(user:pass)>" into out (NUL-terminated), e.g. Segment's write key as the user
+ * and an empty password. Returns its length, -ENOSPC if out is too small, -EINVAL for a user
+ * with a colon. */
+int sb_http_basic_auth(char *out, size_t outlen, const char *user, const char *pass);
+
 /* gzip (RFC 1952) data into out (appended). 0 or -ENOMEM. level -1: zlib default. */
 int sb_gzip(struct sb_buf *out, const void *data, size_t len, int level);
 /* Inflate gzip (or zlib) data into out (appended), at most max_out bytes. 0, -EFBIG when the

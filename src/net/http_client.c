@@ -241,7 +241,10 @@ static void on_read(struct sb_stream *s)
         k->c->st.requests++;
         req_fail(r, -ECONNRESET, k->parser.error);
         sb_stream_close(s, -ECONNRESET);
+        return;
     }
+    if (s->eof && !s->closing)
+        sb_stream_close(s, 0); /* on_close retries or fails a request that got no answer */
 }
 
 static void on_close(struct sb_stream *s, int err)

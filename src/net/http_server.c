@@ -66,6 +66,11 @@ static void linger(struct sconn *k)
 {
     k->close_after = true;
     k->phase = IDLE;
+    if (k->s.eof) { /* nothing more to read: close once the answer is out */
+        if (sb_stream_unsent(&k->s) == 0)
+            sb_stream_close(&k->s, 0);
+        return;
+    }
     sb_stream_deadline(&k->s, LINGER_NS, conn_timeout);
     sb_stream_read(&k->s, true);
     if (sb_stream_unsent(&k->s) == 0 && !k->fin_sent && k->s.fd >= 0) {
@@ -227,9 +232,9 @@ static void on_read(struct sb_stream *s)
     if (k->close_after) {
         k->discarded += sb_stream_avail(s);
         sb_stream_consume(s, sb_stream_avail(s));
-        if (k->discarded > LINGER_MAX_BYTES)
+        if (k->discarded > LINGER_MAX_BYTES || (s->eof && sb_stream_unsent(s) == 0))
             sb_stream_close(s, 0);
-        return; /* at EOF the stream closes itself */
+        return; /* at EOF with the answer still going out, on_drained closes */
     }
     if (s->eof && k->ex) {
         /* Half-closed client (e.g. `curl` with a pipelined set, or a shutdown(SHUT_WR)):
@@ -242,7 +247,11 @@ static void on_read(struct sb_stream *s)
 static void on_drained(struct sb_stream *s)
 {
     struct sconn *k = s->owner;
-    if (k->close_after && sb_stream_unsent(s) == 0 && !k->fin_sent && s->fd >= 0) {
+    if (!k->close_after || sb_stream_unsent(s) != 0)
+        return;
+    if (s->eof) {
+        sb_stream_close(s, 0);
+    } else if (!k->fin_sent && s->fd >= 0) {
         shutdown(s->fd, SHUT_WR);
         k->fin_sent = true;
     }

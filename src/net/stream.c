@@ -274,14 +274,16 @@ static void recv_cqe(struct sb_op *op, int res, uint32_t flags)
         sb_stream_close(s, -ENOMEM);
         return;
     }
-    if (s->handshake_done || !s->ssl || s->eof)
-        s->cbs->on_read(s);
-    if (s->closing)
-        return;
-    if (s->eof) {
-        sb_stream_close(s, 0);
+    if (s->eof && s->ssl && !s->handshake_done) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "TLS handshake: connection closed by the peer");
+        if (!s->tls_server && s->cbs->on_connected)
+            s->cbs->on_connected(s, -ECONNRESET);
+        sb_stream_close(s, -ECONNRESET);
         return;
     }
+    s->cbs->on_read(s);
+    if (s->closing || s->eof)
+        return; /* at EOF the owner decides when to close (it may still have to answer) */
     arm_recv(s);
 }
 
@@ -316,6 +318,8 @@ static void send_cqe(struct sb_op *op, int res, uint32_t flags)
         maybe_finish(s);
         return;
     }
+    if (res == 0)
+        res = -EPIPE; /* nothing sent of a non-empty buffer: do not spin on it */
     if (res < 0 && res != -EINTR && res != -EAGAIN) {
         snprintf(s->errmsg, sizeof(s->errmsg), "send: %s", strerror(-res));
         sb_stream_close(s, res);

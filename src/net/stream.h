@@ -26,7 +26,8 @@ struct sb_stream;
 
 struct sb_stream_cbs {
     /* Plaintext arrived in s->in (from s->in_off); consume it with sb_stream_consume(). Also
-     * called once with s->eof set when the peer closed its side. */
+     * called once with s->eof set when the peer closed its side: reading stops, and the owner
+     * closes the stream when it is done (it may still write, e.g. answer a half-closed client). */
     void (*on_read)(struct sb_stream *s);
     /* Client side: TCP connected and, with TLS, handshake done and verified (err 0), or failed
      * (-errno; s->errmsg says why). Not called after the stream was closed by its owner. */

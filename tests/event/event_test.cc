@@ -854,6 +854,11 @@ TEST(EventDepth, AcceptedEventsFitMsgpackCsDefaultDepth)
                       std::string::npos)
                 << segbus_last_error();
         }
+        // Brackets inside strings are not nesting.
+        std::string in_str = "{\"k\": \"" + nested(n) + "\", \"{\": [\"[{\"]}";
+        m.properties_json = in_str.c_str();
+        EXPECT_EQ(sb_event_encode(nullptr, SEGBUS_TRACK, &m, &out, &len, nullptr), 0)
+            << n << ": " << segbus_last_error();
         // The same through the builder's add_json, one level in.
         segbus_map_t *b = segbus_map_new();
         segbus_map_begin_map(b, "one");

@@ -342,6 +342,41 @@ TEST(HttpClient, Ipv6LoopbackLiteral)
     EXPECT_EQ("GET /v6 Host=[::1]:" + std::to_string(s.port) + " body=", r.body);
 }
 
+TEST(HttpClient, MalformedResponseFailsWithEproto)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(0, bind(lfd, reinterpret_cast<sockaddr *>(&a), sizeof(a)));
+    ASSERT_EQ(0, listen(lfd, 4));
+    socklen_t l = sizeof(a);
+    getsockname(lfd, reinterpret_cast<sockaddr *>(&a), &l);
+    std::thread srv([&] {
+        char buf[4096];
+        int c1 = accept(lfd, nullptr, nullptr);
+        (void)!recv(c1, buf, sizeof(buf), 0);
+        send_all(c1, "HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n");
+        usleep(100000);
+        close(c1);
+        int c2 = accept(lfd, nullptr, nullptr);
+        (void)!recv(c2, buf, sizeof(buf), 0);
+        send_all(c2, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort");
+        close(c2); // cut short
+    });
+    {
+        Client c(url(ntohs(a.sin_port)));
+        Result r = c.run("GET", "/");
+        EXPECT_EQ(-EPROTO, r.err);
+        EXPECT_NE(std::string::npos, r.why.find("malformed HTTP response")) << r.why;
+        Result r2 = c.run("GET", "/");
+        EXPECT_EQ(-ECONNRESET, r2.err);
+        EXPECT_NE(std::string::npos, r2.why.find("closed before the end of the body")) << r2.why;
+    }
+    srv.join();
+    close(lfd);
+}
+
 // ---- against Python's http.server ----
 
 TEST(HttpClientPython, ChunkedResponse)
@@ -500,6 +535,21 @@ TEST(HttpClientTls, ReconnectResumesTheSession)
     auto st = c.stats();
     EXPECT_EQ(2u, st.connects);
     EXPECT_EQ(1u, st.tls_resumed);
+}
+
+TEST(HttpClientTls, LargeBodiesBothWays)
+{
+    OwnServer s(ca().cert.c_str(), ca().key.c_str());
+    sb_http_client_options o{};
+    o.ca_file = ca().ca.c_str();
+    Client c(url(s.port, "https"), o);
+    std::string body(600 * 1024, '\0');
+    for (size_t i = 0; i < body.size(); i++)
+        body[i] = static_cast<char>('a' + (i * 7919) % 26);
+    Result r = c.run("POST", "/big", body);
+    ASSERT_EQ(0, r.err) << r.why;
+    EXPECT_EQ(200, r.status);
+    EXPECT_EQ("POST /big Host=127.0.0.1:" + std::to_string(s.port) + " body=" + body, r.body);
 }
 
 TEST(HttpClientTls, WrongHostFailsVerification)

@@ -174,6 +174,22 @@ TEST(HttpServer, ChunkedTrailersDoNotDisturbTheHeaders)
     close(fd);
 }
 
+TEST(HttpServer, HalfClosedClientStillGetsItsAsyncAnswers)
+{
+    Srv s;
+    int fd = raw_connect(s.port);
+    ASSERT_TRUE(send_all(fd, "GET /slow?1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /slow?2 HTTP/1.1\r\nHost: x\r\n\r\n"));
+    shutdown(fd, SHUT_WR); // like `nc -N`: done sending, still reading
+    bool closed;
+    auto rs = read_responses(fd, 2, 3000, &closed);
+    ASSERT_EQ(2u, rs.size());
+    EXPECT_EQ("/slow?1", rs[0].body);
+    EXPECT_EQ("/slow?2", rs[1].body);
+    EXPECT_TRUE(wait_closed(fd, 2000));
+    close(fd);
+}
+
 TEST(HttpServer, OversizedHeadersGet431AndClose)
 {
     Srv s;

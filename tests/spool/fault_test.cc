@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -163,10 +164,25 @@ TEST(SpoolFault, SigkilledWriterLosesNothingDurableAndDuplicatesNothing)
     rm_rf(dir);
 }
 
-// A tmpfs of 1 MiB mounted for the test and always unmounted.
+// A tmpfs of 1 MiB mounted for the test and always unmounted. It is mounted in a private mount
+// namespace of this test process, so even an abort (a sanitizer report) leaves no mount behind.
 struct Tmpfs {
     std::string dir;
     bool mounted = false;
+    int mount_1m()
+    {
+        static bool private_ns = false;
+        if (!private_ns) {
+            if (unshare(CLONE_NEWNS) < 0 ||
+                mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0)
+                return -errno;
+            private_ns = true;
+        }
+        if (mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m,mode=0700") < 0)
+            return -errno;
+        mounted = true;
+        return 0;
+    }
     ~Tmpfs()
     {
         if (mounted)
@@ -182,9 +198,8 @@ TEST(SpoolFault, FullFileSystemIsReportedSurvivedAndRecovered)
     fs.dir = make_tmpdir();
     ASSERT_FALSE(fs.dir.empty());
     // Root is needed; without it this test fails (a skip would hide an untested disk-full path).
-    ASSERT_EQ(0, mount("tmpfs", fs.dir.c_str(), "tmpfs", 0, "size=1m,mode=0700"))
-        << "mount tmpfs: " << strerror(errno);
-    fs.mounted = true;
+    int mr = fs.mount_1m();
+    ASSERT_EQ(0, mr) << "mount tmpfs: " << strerror(-mr);
     std::string ballast = fs.dir + "/ballast";
     {
         int fd = ::open(ballast.c_str(), O_WRONLY | O_CREAT, 0600);
@@ -278,9 +293,8 @@ TEST(SpoolFault, FailedFsyncOnFullDiskStallsThenRewritesWhenSpaceReturns)
     Tmpfs fs;
     fs.dir = make_tmpdir();
     ASSERT_FALSE(fs.dir.empty());
-    ASSERT_EQ(0, mount("tmpfs", fs.dir.c_str(), "tmpfs", 0, "size=1m,mode=0700"))
-        << "mount tmpfs: " << strerror(errno);
-    fs.mounted = true;
+    int mr = fs.mount_1m();
+    ASSERT_EQ(0, mr) << "mount tmpfs: " << strerror(-mr);
     sb_loop *loop = nullptr;
     ASSERT_EQ(0, sb_loop_new(&loop, 64));
     Durable dur;
