@@ -67,6 +67,8 @@ struct sb_daemon {
     int result;
 
     uint64_t received, unknown_records;
+    /* Copies of the spool's loss counters, refreshed every tick, for metrics. */
+    uint64_t spool_dropped_oldest, spool_dropped_corrupt, spool_refused_full;
 };
 
 /* ---- the drain ---------------------------------------------------------------------------- */
@@ -310,6 +312,13 @@ static void on_tick(struct sb_timer *t)
     check_marks(d);
     if (d->hub)
         sb_hub_poll(d->hub);
+    {
+        struct sb_spool_stats ss;
+        sb_spool_get_stats(d->spool, &ss);
+        d->spool_dropped_oldest = ss.dropped_oldest;
+        d->spool_dropped_corrupt = ss.dropped_corrupt;
+        d->spool_refused_full = ss.refused_full;
+    }
     if (d->stopping) {
         if (!backlogged(d) && all_idle(d) && !sb_hub_pending(d->hub)) {
             sb_info("daemon", "everything delivered; exiting");
@@ -493,6 +502,44 @@ static void register_metrics(struct sb_daemon *d)
         }
     }
     sb_metrics_gauge_fn(m, SB_M_SPOOL_BYTES, "Bytes of spool segment files.", NULL, spool_bytes, d);
+    {
+        /* The spool counts records (batches), not events. */
+        const char *const oldest[] = {"reason", "drop_oldest", NULL};
+        const char *const corrupt[] = {"reason", "corrupt", NULL};
+        sb_metrics_counter_ref(m, "segbus_spool_dropped_batches_total",
+                               "Spooled batches lost: spool.full_policy drop_oldest, or bad bytes.",
+                               oldest, &d->spool_dropped_oldest);
+        sb_metrics_counter_ref(m, "segbus_spool_dropped_batches_total", NULL, corrupt,
+                               &d->spool_dropped_corrupt);
+        /* Not a loss: appends refused while the spool was full (events wait in the rings). */
+        sb_metrics_counter_ref(m, "segbus_spool_full_total",
+                               "Spool appends refused at spool.max_bytes (draining paused).", NULL,
+                               &d->spool_refused_full);
+    }
+    {
+        /* The primary ring: what the drain repaired or skipped (its private counters), and
+         * what producers dropped at a full ring (counted by them in the shared control block:
+         * shown as they say; nothing relies on these numbers). */
+        struct sb_ring_reader *rd = sb_registry_reader(d->reg, 0);
+        static const struct {
+            int idx;
+            const char *reason;
+        } rr[] = {{SB_RING_R_REPAIRED_DEAD, "repaired_dead_writer"},
+                  {SB_RING_R_REPAIRED_GRACE, "repaired_stuck_writer"},
+                  {SB_RING_R_CORRUPT, "corrupt_record"}};
+        static const char *const pr[SEGBUS_DROP_REASONS] = {
+            "full_error", "full_drop", "full_timeout", "stale", "repaired", "corrupt"};
+        for (size_t i = 0; rd && i < sizeof rr / sizeof *rr; i++) {
+            const char *const l[] = {"where", "ring", "reason", rr[i].reason, NULL};
+            sb_metrics_counter_ref(m, SB_M_DROPPED, NULL, l, &rd->counters[rr[i].idx]);
+        }
+        for (int i = 0; rd && i < SEGBUS_DROP_REASONS; i++) {
+            const char *const l[] = {"reason", pr[i], NULL};
+            sb_metrics_counter_ref(m, "segbus_producer_dropped_events_total",
+                                   "Events producers could not write, as they report them.", l,
+                                   &rd->ring.ctrl->drops[i]);
+        }
+    }
     {
         const char *const l[] = {"ring", "primary", NULL};
         sb_metrics_gauge_fn(m, SB_M_RING_FILL, "Fraction of the ring holding unread records.", l,
