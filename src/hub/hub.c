@@ -47,7 +47,8 @@ static void json_str(struct sb_buf *b, const char *s, size_t n)
     sb_buf_append(b, "\"", 1);
 }
 
-static void fail_json(struct sb_buf *resp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail_json(struct sb_buf *resp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void fail_json(struct sb_buf *resp, const char *fmt, ...)
 {
     char msg[512];
@@ -402,9 +403,8 @@ static int build_event(struct sb_mp_reader *r, const struct envelope *env, const
             mid = r->p;
             keep++;
         } else if (key_is(&k, "type") && type) {
-        } else if (key_is(&k, "writeKey") || key_is(&k, "receivedAt") ||
-                   key_is(&k, "timestamp") || key_is(&k, "originalTimestamp") ||
-                   key_is(&k, "sentAt")) {
+        } else if (key_is(&k, "writeKey") || key_is(&k, "receivedAt") || key_is(&k, "timestamp") ||
+                   key_is(&k, "originalTimestamp") || key_is(&k, "sentAt")) {
             /* a secret, or a server-set field, or a non-string time: replaced below */
         } else {
             keep++;
@@ -535,9 +535,8 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
     size_t dlen;
     const char *type;
     enum route_kind rk = route_of(route, &type);
-    bool msgpack_in =
-        ctype && (!strncasecmp(ctype, "application/msgpack", 19) ||
-                  !strncasecmp(ctype, "application/x-msgpack", 21));
+    bool msgpack_in = ctype && (!strncasecmp(ctype, "application/msgpack", 19) ||
+                                !strncasecmp(ctype, "application/x-msgpack", 21));
     struct envelope env;
     struct sb_mp_reader r;
     struct sb_mp_item top;
@@ -551,8 +550,9 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
     *status = 400;
     if (rk == R_NONE) {
         *status = 404;
-        fail_json(resp, "unknown route %.200s: use /v1/{track,identify,page,screen,group,alias,"
-                        "batch,import} or /v1/{t,i,p,s,g,a,b}",
+        fail_json(resp,
+                  "unknown route %.200s: use /v1/{track,identify,page,screen,group,alias,"
+                  "batch,import} or /v1/{t,i,p,s,g,a,b}",
                   route);
         return 0;
     }
@@ -568,8 +568,9 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
     }
     if (msgpack_in) {
         if (sb_mp_check(body, len, 64)) {
-            fail_json(resp, "invalid msgpack body (%zu bytes): not exactly one well-formed value "
-                            "at most 64 deep",
+            fail_json(resp,
+                      "invalid msgpack body (%zu bytes): not exactly one well-formed value "
+                      "at most 64 deep",
                       len);
             return 0;
         }
@@ -674,8 +675,9 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         why = b == -EPROTO ? SB_VERIFY_NOT_A_MAP : -1 - sb_event_inspect(ev.data, ev.len, &meta);
         if (why >= 0) {
             char line[400];
-            int m = snprintf(line, sizeof line, "%s{\"index\":%u,\"reason\":\"%s\",\"error\":",
-                             rejected ? "," : "", i, sb_verify_reasons[why]);
+            int m = snprintf(line, sizeof line,
+                             "%s{\"index\":%u,\"reason\":\"%s\",\"error\":", rejected ? "," : "", i,
+                             sb_verify_reasons[why]);
             sb_buf_append(&rej, line, (size_t)m);
             m = snprintf(line, sizeof line, "event %u: %s", i, reason_text(why));
             json_str(&rej, line, (size_t)m);
@@ -696,9 +698,10 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         char head[160];
         /* Segment takes the good events of a batch; so do we, but the bad ones are named. */
         *status = accepted ? 200 : 400;
-        snprintf(head, sizeof head,
-                 "{\"success\":%s,\"accepted\":%u,\"error\":\"%u event(s) rejected\",\"rejected\":[",
-                 accepted ? "true" : "false", accepted, rejected);
+        snprintf(
+            head, sizeof head,
+            "{\"success\":%s,\"accepted\":%u,\"error\":\"%u event(s) rejected\",\"rejected\":[",
+            accepted ? "true" : "false", accepted, rejected);
         sb_buf_append_str(resp, head);
         sb_buf_append(resp, rej.data, rej.len);
         sb_buf_append_str(resp, "]}");
@@ -744,8 +747,8 @@ struct sb_hub {
 
 static void add_cors(struct sb_http_header *h, size_t *n, const char *origin)
 {
-    h[(*n)++] = (struct sb_http_header){"Access-Control-Allow-Origin",
-                                        origin && *origin ? origin : "*"};
+    h[(*n)++] =
+        (struct sb_http_header){"Access-Control-Allow-Origin", origin && *origin ? origin : "*"};
     h[(*n)++] = (struct sb_http_header){"Vary", "Origin"};
 }
 
@@ -826,8 +829,7 @@ static void on_request(void *arg, struct sb_http_exchange *ex, const struct sb_h
     }
     if (strcmp(req->method, "POST") != 0) {
         const char *t;
-        static const char m405[] =
-            "{\"success\":false,\"error\":\"method not allowed: use POST\"}";
+        static const char m405[] = "{\"success\":false,\"error\":\"method not allowed: use POST\"}";
         static const char m404[] = "{\"success\":false,\"error\":\"unknown route\"}";
         struct sb_http_header hd[4];
         size_t n = 0;
@@ -931,8 +933,7 @@ void sb_hub_get_stats(const struct sb_hub *h, struct sb_hub_stats *st)
 
 void sb_hub_free(struct sb_hub *h)
 {
-    static const char busy[] =
-        "{\"success\":false,\"error\":\"the hub is shutting down; retry\"}";
+    static const char busy[] = "{\"success\":false,\"error\":\"the hub is shutting down; retry\"}";
 
     if (!h)
         return;

@@ -92,7 +92,10 @@ struct Daemon {
 struct Reply {
     int status = 0;
     std::string head, body;
-    bool has(const std::string &h) const { return head.find(h) != std::string::npos; }
+    bool has(const std::string &h) const
+    {
+        return head.find(h) != std::string::npos;
+    }
 };
 
 // One request on a fresh connection; reads the whole answer (Content-Length framed).
@@ -306,21 +309,21 @@ TEST_F(HubE2E, AnalyticsNodeEventsLandExactlyOnce)
     for (int i = 0; i < n && bad < 5; i++) {
         std::string id = "node-" + std::to_string(i);
         const std::string &l = lines[id];
-        bool ok = m[id] == 1 &&
-                  l.find(std::string("\"type\":\"") + types[i % 6] + "\"") != std::string::npos &&
-                  l.find("\"receivedAt\":\"") != std::string::npos &&
-                  l.find("\"sentAt\":\"") != std::string::npos &&
-                  l.find("\"originalTimestamp\":\"") != std::string::npos &&
-                  l.find("\"seq\":" + std::to_string(i) + "}") != std::string::npos &&
-                  l.find("\"library\":{\"name\":\"@segment/analytics-node\"") !=
-                      std::string::npos &&
-                  (i % 6 == 2 ? l.find("\"anonymousId\":\"anon" + std::to_string(i) + "\"")
-                              : l.find("\"userId\":\"u" + std::to_string(i) + "\"")) !=
-                      std::string::npos &&
-                  (i % 6 != 0 || l.find("\"event\":\"Order Completed\"") != std::string::npos) &&
-                  (i % 6 != 5 || l.find("\"previousId\":\"prev" + std::to_string(i) + "\"") !=
-                                     std::string::npos) &&
-                  l.find("wk_e2e") == std::string::npos;
+        bool ok =
+            m[id] == 1 &&
+            l.find(std::string("\"type\":\"") + types[i % 6] + "\"") != std::string::npos &&
+            l.find("\"receivedAt\":\"") != std::string::npos &&
+            l.find("\"sentAt\":\"") != std::string::npos &&
+            l.find("\"originalTimestamp\":\"") != std::string::npos &&
+            l.find("\"seq\":" + std::to_string(i) + "}") != std::string::npos &&
+            l.find("\"library\":{\"name\":\"@segment/analytics-node\"") != std::string::npos &&
+            (i % 6 == 2
+                 ? l.find("\"anonymousId\":\"anon" + std::to_string(i) + "\"")
+                 : l.find("\"userId\":\"u" + std::to_string(i) + "\"")) != std::string::npos &&
+            (i % 6 != 0 || l.find("\"event\":\"Order Completed\"") != std::string::npos) &&
+            (i % 6 != 5 ||
+             l.find("\"previousId\":\"prev" + std::to_string(i) + "\"") != std::string::npos) &&
+            l.find("wk_e2e") == std::string::npos;
         if (!ok) {
             ADD_FAILURE() << id << " x" << m[id] << ": " << l;
             bad++;
