@@ -38,7 +38,7 @@ struct sb_daemon {
     size_t n_outs;
     struct sb_registry *reg;
     struct sb_http_server *http;
-    struct sb_hub *hub; /* the HTTP input (cfg->http.enabled) */
+    struct sb_hub *hub;      /* the HTTP input (cfg->http.enabled) */
     const char *ring_source; /* name of the source ring events belong to, or NULL */
 
     struct sb_timer tick;
