@@ -357,6 +357,53 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
 
 /* Rebuild one event: the route's type, merged context/integrations, corrected timestamp,
  * originalTimestamp, sentAt, receivedAt, messageId when missing; writeKey removed. */
+enum ekey {
+    EK_OTHER,
+    EK_CONTEXT,
+    EK_INTEGRATIONS,
+    EK_TIMESTAMP,
+    EK_ORIG_TS,
+    EK_SENT_AT,
+    EK_MESSAGE_ID,
+    EK_TYPE,
+    EK_WRITE_KEY,
+    EK_RECEIVED_AT
+};
+
+/* Which of the fields the hub rewrites a key is (dispatch on length: this runs per key). */
+static enum ekey ekey_of(const struct sb_mp_item *k)
+{
+    const char *s = (const char *)k->v.str.ptr;
+
+    if (k->type != SB_MP_STR)
+        return EK_OTHER;
+    switch (k->v.str.len) {
+    case 4:
+        return !memcmp(s, "type", 4) ? EK_TYPE : EK_OTHER;
+    case 6:
+        return !memcmp(s, "sentAt", 6) ? EK_SENT_AT : EK_OTHER;
+    case 7:
+        return !memcmp(s, "context", 7) ? EK_CONTEXT : EK_OTHER;
+    case 8:
+        return !memcmp(s, "writeKey", 8) ? EK_WRITE_KEY : EK_OTHER;
+    case 9:
+        return !memcmp(s, "timestamp", 9)   ? EK_TIMESTAMP
+               : !memcmp(s, "messageId", 9) ? EK_MESSAGE_ID
+                                            : EK_OTHER;
+    case 10:
+        return !memcmp(s, "receivedAt", 10) ? EK_RECEIVED_AT : EK_OTHER;
+    case 12:
+        return !memcmp(s, "integrations", 12) ? EK_INTEGRATIONS : EK_OTHER;
+    case 17:
+        return !memcmp(s, "originalTimestamp", 17) ? EK_ORIG_TS : EK_OTHER;
+    default:
+        return EK_OTHER;
+    }
+}
+
+/* Rebuild one event: the route's type, merged context/integrations, corrected timestamp,
+ * originalTimestamp, sentAt, receivedAt, messageId when missing; writeKey removed. One pass over
+ * the event: the pairs kept as they are are remembered as byte ranges (adjacent ones joined). */
 static int build_event(struct sb_mp_reader *r, const struct envelope *env, const char *type,
                        int64_t now_ms, struct sb_buf *out)
 {
@@ -367,6 +414,12 @@ static int build_event(struct sb_mp_reader *r, const struct envelope *env, const
     const char *ts = NULL, *ots = NULL, *sent = env->sent_at;
     size_t ts_len = 0, ots_len = 0, sent_len = env->sent_at_len;
     uint32_t keep = 0, n;
+    struct range {
+        const uint8_t *p;
+        size_t n;
+    } ranges[32];
+    size_t nranges = 0;
+    bool overflow = false;
     struct sb_mp_reader start;
 
     if (sb_mp_peek(r, &top))
@@ -377,40 +430,71 @@ static int build_event(struct sb_mp_reader *r, const struct envelope *env, const
         return -EINVAL;
     start = *r;
     for (uint32_t i = 0; i < top.v.count; i++) {
+        const uint8_t *kp = r->p;
+        bool copy = false;
         if (sb_mp_next(r, &k) || sb_mp_peek(r, &v))
             return -EINVAL;
         bool str = v.type == SB_MP_STR;
-        if (key_is(&k, "context") && v.type == SB_MP_MAP) {
-            if (value_range(r, &ctx, &ctx_len))
-                return -EINVAL;
-            continue;
-        }
-        if (key_is(&k, "integrations") && v.type == SB_MP_MAP) {
-            if (value_range(r, &integ, &integ_len))
-                return -EINVAL;
-            continue;
-        }
-        if (key_is(&k, "timestamp") && str) {
-            ts = (const char *)v.v.str.ptr;
-            ts_len = v.v.str.len;
-        } else if (key_is(&k, "originalTimestamp") && str) {
-            ots = (const char *)v.v.str.ptr;
-            ots_len = v.v.str.len;
-        } else if (key_is(&k, "sentAt") && str) {
-            sent = (const char *)v.v.str.ptr;
-            sent_len = v.v.str.len;
-        } else if (key_is(&k, "messageId")) {
+        switch (ekey_of(&k)) {
+        case EK_CONTEXT:
+            if (v.type == SB_MP_MAP) {
+                if (value_range(r, &ctx, &ctx_len))
+                    return -EINVAL;
+                continue;
+            }
+            copy = true;
+            break;
+        case EK_INTEGRATIONS:
+            if (v.type == SB_MP_MAP) {
+                if (value_range(r, &integ, &integ_len))
+                    return -EINVAL;
+                continue;
+            }
+            copy = true;
+            break;
+        case EK_TIMESTAMP:
+            if (str) {
+                ts = (const char *)v.v.str.ptr;
+                ts_len = v.v.str.len;
+            }
+            break;
+        case EK_ORIG_TS:
+            if (str) {
+                ots = (const char *)v.v.str.ptr;
+                ots_len = v.v.str.len;
+            }
+            break;
+        case EK_SENT_AT:
+            if (str) {
+                sent = (const char *)v.v.str.ptr;
+                sent_len = v.v.str.len;
+            }
+            break;
+        case EK_MESSAGE_ID:
             mid = r->p;
-            keep++;
-        } else if (key_is(&k, "type") && type) {
-        } else if (key_is(&k, "writeKey") || key_is(&k, "receivedAt") || key_is(&k, "timestamp") ||
-                   key_is(&k, "originalTimestamp") || key_is(&k, "sentAt")) {
-            /* a secret, or a server-set field, or a non-string time: replaced below */
-        } else {
-            keep++;
+            copy = true;
+            break;
+        case EK_TYPE:
+            copy = !type;
+            break;
+        case EK_WRITE_KEY:   /* a secret */
+        case EK_RECEIVED_AT: /* server-set */
+            break;
+        case EK_OTHER:
+            copy = true;
+            break;
         }
         if (sb_mp_skip(r))
             return -EINVAL;
+        if (!copy)
+            continue;
+        keep++;
+        if (nranges && ranges[nranges - 1].p + ranges[nranges - 1].n == kp)
+            ranges[nranges - 1].n += (size_t)(r->p - kp);
+        else if (nranges < sizeof ranges / sizeof ranges[0])
+            ranges[nranges++] = (struct range){kp, (size_t)(r->p - kp)};
+        else
+            overflow = true;
     }
 
     sb_buf_clear(out);
@@ -423,21 +507,24 @@ static int build_event(struct sb_mp_reader *r, const struct envelope *env, const
         pack_str(&pk, "type", 4);
         pack_str(&pk, type, strlen(type));
     }
-    /* Copy the kept pairs as they are. */
-    struct sb_mp_reader c = start;
-    for (uint32_t i = 0; i < top.v.count; i++) {
-        const uint8_t *kp = c.p;
-        if (sb_mp_next(&c, &k) || sb_mp_peek(&c, &v))
-            return -EINVAL;
-        bool copy = !(key_is(&k, "context") && v.type == SB_MP_MAP) &&
-                    !(key_is(&k, "integrations") && v.type == SB_MP_MAP) &&
-                    !(key_is(&k, "type") && type) && !key_is(&k, "writeKey") &&
-                    !key_is(&k, "receivedAt") && !key_is(&k, "timestamp") &&
-                    !key_is(&k, "originalTimestamp") && !key_is(&k, "sentAt");
-        if (sb_mp_skip(&c))
-            return -EINVAL;
-        if (copy)
-            sb_buf_append(out, kp, (size_t)(c.p - kp));
+    if (!overflow) {
+        for (size_t i = 0; i < nranges; i++)
+            sb_buf_append(out, ranges[i].p, ranges[i].n);
+    } else {
+        /* More than 32 separate runs of kept pairs: walk the event again. */
+        struct sb_mp_reader c = start;
+        for (uint32_t i = 0; i < top.v.count; i++) {
+            const uint8_t *kp = c.p;
+            if (sb_mp_next(&c, &k) || sb_mp_peek(&c, &v))
+                return -EINVAL;
+            enum ekey e = ekey_of(&k);
+            bool copy = e == EK_OTHER || e == EK_MESSAGE_ID || (e == EK_TYPE && !type) ||
+                        ((e == EK_CONTEXT || e == EK_INTEGRATIONS) && v.type != SB_MP_MAP);
+            if (sb_mp_skip(&c))
+                return -EINVAL;
+            if (copy)
+                sb_buf_append(out, kp, (size_t)(c.p - kp));
+        }
     }
     if (ctx || env->context) {
         pack_str(&pk, "context", 7);
