@@ -242,6 +242,7 @@ struct envelope {
     size_t context_len, integrations_len;
     const char *sent_at, *write_key;
     size_t sent_at_len, write_key_len;
+    const uint8_t *end; /* just past the top map */
 };
 
 static bool key_is(const struct sb_mp_item *k, const char *s)
@@ -294,6 +295,7 @@ static int read_envelope(struct sb_mp_reader r, uint32_t pairs, struct envelope 
         if (sb_mp_skip(&r))
             return -EINVAL;
     }
+    env->end = r.p;
     return 0;
 }
 
@@ -654,13 +656,9 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         return 0;
     }
     if (msgpack_in) {
-        if (sb_mp_check(body, len, 64)) {
-            fail_json(resp,
-                      "invalid msgpack body (%zu bytes): not exactly one well-formed value "
-                      "at most 64 deep",
-                      len);
-            return 0;
-        }
+        /* Checked while walking: read_envelope skips the whole value (bounds-checked, no
+         * recursion) and must end exactly at the end; each event's depth is checked by
+         * sb_event_inspect before it goes anywhere. */
         data = body;
         dlen = len;
     } else {
@@ -684,8 +682,12 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         fail_json(resp, "the body must be an object");
         goto out;
     }
-    if (read_envelope(r, top.v.count, &env)) {
-        fail_json(resp, "malformed body");
+    if (read_envelope(r, top.v.count, &env) || env.end != data + dlen) {
+        if (msgpack_in)
+            fail_json(resp, "invalid msgpack body (%zu bytes): not exactly one well-formed value",
+                      len);
+        else
+            fail_json(resp, "malformed body");
         goto out;
     }
 
