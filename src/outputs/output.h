@@ -84,7 +84,7 @@ struct sb_output_runner;
 
 struct sb_output_counters {
     uint64_t batched, batches, spooled, sent, sent_batches, failed_attempts, retried, dead_lettered,
-        dropped_filtered, backlog_batches;
+        dropped_filtered, backlog_batches, split;
 };
 
 /* Create the runner of output `index` (its spool tag and spool cursor index) for cfg, with its
