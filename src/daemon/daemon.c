@@ -181,8 +181,8 @@ static void mark_drained(struct sb_daemon *d)
         /* Nothing waits: what was read is released at once if nothing is pending. */
         bool pending = false;
         for (size_t o = 0; o < d->n_outs; o++)
-            pending |= sb_output_runner_durable_events(d->outs[o]) <
-                       sb_output_runner_added(d->outs[o]);
+            pending |=
+                sb_output_runner_durable_events(d->outs[o]) < sb_output_runner_added(d->outs[o]);
         if (!pending) {
             for (size_t r = 0; r < n; r++)
                 sb_registry_release(d->reg, r, sb_registry_reader(d->reg, r)->read_pos);
@@ -661,6 +661,13 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
     rc_cfg.reader.track_durable = 1; /* producers' flush waits for the spool's fsync */
     rc_cfg.hold_release = 1;         /* ring space is freed once durable: see struct dmark */
     rc = sb_registry_open(&d->reg, &rc_cfg);
+    /* A daemon SIGKILLed a moment ago may still appear to listen: the kernel tears its
+     * io_uring (which holds a poll on the listen socket) down asynchronously after the exit.
+     * Give it a moment rather than fail a restart. */
+    for (int i = 0; rc == -EADDRINUSE && i < 100; i++) {
+        usleep(20 * 1000);
+        rc = sb_registry_open(&d->reg, &rc_cfg);
+    }
     if (rc) {
         snprintf(err, errlen, "socket %s: %s", cfg->socket.path,
                  rc == -EADDRINUSE ? "another segbusd listens there" : strerror(-rc));
