@@ -38,6 +38,11 @@ PyObject *sbpy_stats(PyObject *client);
 PyObject *sbpy_send(PyObject *client, int type, PyObject *user_id, PyObject *anonymous_id,
                     PyObject *a, PyObject *b, PyObject *body, PyObject *context,
                     PyObject *timestamp, PyObject *integrations, PyObject *message_id);
+/* {"track": fn, ...}: the six module-level calls as C functions with analytics-python's
+ * signatures, using dict["default_client"] (made by make_default() when None) and handing
+ * results that are not a success to fallback(result, type, user_id, anonymous_id, a, b, body,
+ * context, timestamp, integrations, message_id). */
+PyObject *sbpy_module_functions(PyObject *dict, PyObject *make_default, PyObject *fallback);
 #endif
 
 #endif

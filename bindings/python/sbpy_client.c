@@ -10,6 +10,8 @@
 
 #include "segbus/segbus.h"
 
+#include "event/event.h" /* sb_map_set_msgpack_trusted: our converters' output */
+
 #include "sbpy.h"
 #include "sbpy_api.h"
 
@@ -350,7 +352,7 @@ static int convert_into(struct sbpy_conv *cv, const char *root, PyObject *dict, 
     if (rc < 0)
         return -1;
     /* the root is a dict, so it is never dropped (rc == 1 only happens for non-containers) */
-    rc = segbus_map_set_msgpack(m, cv->buf->data + start, cv->buf->size - start);
+    rc = sb_map_set_msgpack_trusted(m, cv->buf->data + start, cv->buf->size - start);
     if (rc < 0) {
         if (rc == -EMSGSIZE)
             PyErr_Format(PyExc_RuntimeError, "Message exceeds 32kb limit (%s alone is %zu bytes)",
@@ -434,6 +436,16 @@ static int set_item(PyObject *d, PyObject *k, PyObject *v_new)
     int rc = PyDict_SetItem(d, k, v_new);
     Py_DECREF(v_new);
     return rc;
+}
+
+/* A str from text segbus made itself (a UUIDv7, an RFC 3339 time): ASCII, so no UTF-8 decoding. */
+static PyObject *ascii_text(const char *s)
+{
+    size_t n = strlen(s);
+    PyObject *o = PyUnicode_New((Py_ssize_t)n, 127);
+    if (o)
+        memcpy(PyUnicode_DATA(o), s, n);
+    return o;
 }
 
 static PyObject *text_or_none(PyObject *s)
@@ -655,7 +667,7 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
     }
 
     /* the message as sent, in analytics-python's shape */
-    if (!(msg = PyDict_New()))
+    if (!(msg = _PyDict_NewPresized(11))) /* sized once: no resize while it is filled */
         goto out;
     PyObject *ctx_sent =
         ctx_d ? as_sent(ctx_d, s->buf.data + ctx_off, ctx_len, ctx_drops != 0) : PyDict_New();
@@ -664,7 +676,8 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
         Py_DECREF(ctx_sent);
         ctx_sent = copy;
     }
-    if (!ctx_sent || PyDict_SetItem(ctx_sent, k_library, library_value) < 0) {
+    /* A fresh library dict per message: a caller that edits one message must not edit all. */
+    if (!ctx_sent || set_item(ctx_sent, k_library, PyDict_Copy(library_value)) < 0) {
         Py_XDECREF(ctx_sent);
         goto out;
     }
@@ -678,7 +691,8 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
             0)
             goto out;
     }
-    if (set_item(msg, k_timestamp, PyUnicode_FromString(sent.timestamp)) < 0 ||
+    if (set_item(msg, k_timestamp,
+                 ts ? PyUnicode_FromString(sent.timestamp) : ascii_text(sent.timestamp)) < 0 ||
         set_item(msg, k_context, ctx_sent) < 0 || set_item(msg, k_user, text_or_none(uid)) < 0)
         goto out;
     Py_INCREF(type_names[type]);
@@ -707,9 +721,10 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
     default:
         break;
     }
-    if (set_item(msg, k_message_id, PyUnicode_FromString(sent.message_id)) < 0)
+    if (set_item(msg, k_message_id,
+                 mid ? PyUnicode_FromString(sent.message_id) : ascii_text(sent.message_id)) < 0)
         goto out;
-    result = Py_BuildValue("(OO)", success ? Py_True : Py_False, msg);
+    result = PyTuple_Pack(2, success ? Py_True : Py_False, msg);
 
 out:
     if (conv_ready) {
@@ -735,4 +750,156 @@ out:
     Py_XDECREF(pid);
     Py_XDECREF(ts);
     return result;
+}
+
+/* ---- module-level calls without a Python frame ----------------------------------------------
+ * segbus.track(...) and the other five module functions are the hot path of analytics-python
+ * code. They are C functions (METH_FASTCALL | METH_KEYWORDS) with analytics-python's signatures
+ * that find the module's default_client (made by segbus._client() on first use, exactly as the
+ * Python version did) and call sbpy_send() directly: a Python wrapper frame and SWIG's argument
+ * tuple were a sixth of the call. Failures and a closed client go back to the Python client's
+ * _retry_or_report, so behaviour is the Client methods' own. */
+
+enum { S_UID, S_AID, S_A, S_B, S_BODY, S_CTX, S_TS, S_INT, S_MID, S_COUNT };
+
+struct sig {
+    const char *name;
+    int n;
+    const char *params[9];
+    int slots[9];
+};
+
+static const struct sig sigs[7] = {
+    {0},
+    {"track",
+     8,
+     {"user_id", "event", "properties", "context", "timestamp", "anonymous_id", "integrations",
+      "message_id"},
+     {S_UID, S_A, S_BODY, S_CTX, S_TS, S_AID, S_INT, S_MID}},
+    {"identify",
+     7,
+     {"user_id", "traits", "context", "timestamp", "anonymous_id", "integrations", "message_id"},
+     {S_UID, S_BODY, S_CTX, S_TS, S_AID, S_INT, S_MID}},
+    {"page",
+     9,
+     {"user_id", "category", "name", "properties", "context", "timestamp", "anonymous_id",
+      "integrations", "message_id"},
+     {S_UID, S_B, S_A, S_BODY, S_CTX, S_TS, S_AID, S_INT, S_MID}},
+    {"screen",
+     9,
+     {"user_id", "category", "name", "properties", "context", "timestamp", "anonymous_id",
+      "integrations", "message_id"},
+     {S_UID, S_B, S_A, S_BODY, S_CTX, S_TS, S_AID, S_INT, S_MID}},
+    {"group",
+     8,
+     {"user_id", "group_id", "traits", "context", "timestamp", "anonymous_id", "integrations",
+      "message_id"},
+     {S_UID, S_A, S_BODY, S_CTX, S_TS, S_AID, S_INT, S_MID}},
+    {"alias",
+     6,
+     {"previous_id", "user_id", "context", "timestamp", "integrations", "message_id"},
+     {S_A, S_UID, S_CTX, S_TS, S_INT, S_MID}},
+};
+
+static PyObject *param_names[7][9]; /* interned */
+static PyObject *module_dict, *make_default_fn, *fallback_fn, *k_default_client, *k_h;
+
+static PyObject *fast_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    long type = PyLong_AsLong(self);
+    const struct sig *sg = &sigs[type];
+    PyObject *slot[S_COUNT];
+    for (int i = 0; i < S_COUNT; i++)
+        slot[i] = Py_None;
+    if (nargs > sg->n)
+        return PyErr_Format(PyExc_TypeError,
+                            "%s() takes at most %d positional arguments (%zd given)", sg->name,
+                            sg->n, nargs);
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        slot[sg->slots[i]] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *kw = PyTuple_GET_ITEM(kwnames, k);
+        int j = 0;
+        while (j < sg->n && param_names[type][j] != kw) /* keywords are interned: pointers */
+            j++;
+        if (j == sg->n) /* not interned (built at run time): compare the text */
+            for (j = 0; j < sg->n && PyUnicode_Compare(param_names[type][j], kw) != 0; j++)
+                ;
+        if (j == sg->n)
+            return PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R",
+                                sg->name, kw);
+        if (j < nargs)
+            return PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                                sg->name, sg->params[j]);
+        slot[sg->slots[j]] = args[nargs + k];
+    }
+    PyObject *client = PyDict_GetItemWithError(module_dict, k_default_client);
+    if (client && client != Py_None)
+        Py_INCREF(client);
+    else if (PyErr_Occurred() || !(client = PyObject_CallNoArgs(make_default_fn)))
+        return NULL;
+    PyObject *h = PyObject_GetAttr(client, k_h);
+    Py_DECREF(client);
+    if (!h)
+        return NULL;
+    PyObject *r = sbpy_send(h, (int)type, slot[S_UID], slot[S_AID], slot[S_A], slot[S_B],
+                            slot[S_BODY], slot[S_CTX], slot[S_TS], slot[S_INT], slot[S_MID]);
+    Py_DECREF(h);
+    if (!r || (PyTuple_Check(r) && PyTuple_GET_ITEM(r, 0) == Py_True))
+        return r;
+    /* not taken, or the client was closed: the Python client logs, calls on_error, reopens */
+    PyObject *out = PyObject_CallFunction(fallback_fn, "OlOOOOOOOOO", r, type, slot[S_UID],
+                                          slot[S_AID], slot[S_A], slot[S_B], slot[S_BODY],
+                                          slot[S_CTX], slot[S_TS], slot[S_INT], slot[S_MID]);
+    Py_DECREF(r);
+    return out;
+}
+
+static PyMethodDef fast_defs[7];
+
+PyObject *sbpy_module_functions(PyObject *dict, PyObject *make_default, PyObject *fallback)
+{
+    Py_INCREF(dict);
+    Py_INCREF(make_default);
+    Py_INCREF(fallback);
+    Py_XSETREF(module_dict, dict);
+    Py_XSETREF(make_default_fn, make_default);
+    Py_XSETREF(fallback_fn, fallback);
+    if (!k_default_client &&
+        (!(k_default_client = intern("default_client")) || !(k_h = intern("_h"))))
+        return NULL;
+    PyObject *out = PyDict_New();
+    for (int t = SEGBUS_TRACK; out && t <= SEGBUS_ALIAS; t++) {
+        const struct sig *sg = &sigs[t];
+        for (int j = 0; j < sg->n; j++)
+            if (!param_names[t][j] && !(param_names[t][j] = intern(sg->params[j])))
+                goto fail;
+        static char docs[7][512];
+        int n = snprintf(docs[t], sizeof docs[t], "%s($module, /, ", sg->name);
+        for (int j = 0; j < sg->n; j++)
+            n += snprintf(docs[t] + n, sizeof docs[t] - (size_t)n, "%s%s=None", j ? ", " : "",
+                          sg->params[j]);
+        snprintf(docs[t] + n, sizeof docs[t] - (size_t)n,
+                 ")\n--\n\nRecord a %s event with the default client; returns (success, message "
+                 "as sent), as analytics-python's %s() does.",
+                 sg->name, sg->name);
+        fast_defs[t].ml_name = sg->name;
+        fast_defs[t].ml_meth = (PyCFunction)(void (*)(void))fast_event;
+        fast_defs[t].ml_flags = METH_FASTCALL | METH_KEYWORDS;
+        fast_defs[t].ml_doc = docs[t];
+        PyObject *self = PyLong_FromLong(t);
+        PyObject *fn = self ? PyCFunction_NewEx(&fast_defs[t], self, NULL) : NULL;
+        Py_XDECREF(self);
+        if (!fn || PyDict_SetItemString(out, sg->name, fn) < 0) {
+            Py_XDECREF(fn);
+            goto fail;
+        }
+        Py_DECREF(fn);
+    }
+    return out;
+fail:
+    Py_XDECREF(out);
+    return NULL;
 }

@@ -13,6 +13,8 @@
 
 #include "segbus/segbus.h"
 
+#include "event/event.h" /* sb_map_set_msgpack_trusted: our converters' output */
+
 #include "../common/sb_mp.h"
 #include "sbrb.h"
 
@@ -438,10 +440,9 @@ static size_t client_size(const void *p)
 {
     return sizeof(struct sbrb_client);
 }
-static const rb_data_type_t client_type = {
-    .wrap_struct_name = "Segbus::NativeClient",
-    .function = {.dfree = client_free, .dsize = client_size},
-    .flags = RUBY_TYPED_FREE_IMMEDIATELY};
+static const rb_data_type_t client_type = {.wrap_struct_name = "Segbus::NativeClient",
+                                           .function = {.dfree = client_free, .dsize = client_size},
+                                           .flags = RUBY_TYPED_FREE_IMMEDIATELY};
 
 static struct sbrb_client *client_of(VALUE v)
 {
@@ -605,7 +606,7 @@ static int convert_into(struct conv *cv, const char *root, VALUE h, segbus_map_t
         snprintf(err->text, sizeof err->text, "%s", cv->error);
         return -1;
     }
-    int rc = segbus_map_set_msgpack(m, cv->buf->data + start, cv->buf->size - start);
+    int rc = sb_map_set_msgpack_trusted(m, cv->buf->data + start, cv->buf->size - start);
     if (rc == -EMSGSIZE) {
         err->exc_class = rb_eArgError;
         snprintf(err->text, sizeof err->text, "Message exceeds 32kb limit (%s alone is %zu bytes)",

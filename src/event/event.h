@@ -103,4 +103,11 @@ struct sb_map_view {
 };
 void sb_map_get_view(const segbus_map_t *map, struct sb_map_view *view);
 
+/* segbus_map_set_msgpack without the per-item check, for the Python and Ruby bindings' own
+ * converters only: their output is well-formed by construction (str keys, UTF-8 from the
+ * language's own strings, no bin/ext, depth <= 32; their tests compare it byte for byte with
+ * the msgpack packages' packers) and the check was a tenth of a Python track(). Checks the root
+ * map header and the 32 KB limit. 0, -SEGBUS_ENOTOBJECT, -EMSGSIZE, -ENOMEM, -EINVAL. */
+int sb_map_set_msgpack_trusted(segbus_map_t *map, const void *data, size_t len);
+
 #endif

@@ -592,3 +592,33 @@ SEGBUS_API int segbus_map_set_msgpack(segbus_map_t *m, const void *data, size_t 
     m->root_count = root_count;
     return 0;
 }
+
+int sb_map_set_msgpack_trusted(segbus_map_t *m, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    size_t hdr;
+    uint32_t count;
+    if (!m || len < 1)
+        return -EINVAL;
+    segbus_map_reset(m);
+    if ((p[0] & 0xf0) == 0x80) {
+        count = p[0] & 0x0f;
+        hdr = 1;
+    } else if (p[0] == 0xde && len >= 3) {
+        count = (uint32_t)p[1] << 8 | p[2];
+        hdr = 3;
+    } else if (p[0] == 0xdf && len >= 5) {
+        count = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+        hdr = 5;
+    } else {
+        return map_fail(m, NULL, -SEGBUS_ENOTOBJECT, "msgpack: not a map");
+    }
+    if (len > SEGBUS_MAX_EVENT_BYTES)
+        return map_fail(m, NULL, -EMSGSIZE, "%zu bytes: over the 32 KB event limit", len);
+    if (sb_buf_reserve(&m->buf, len - hdr + MPW_SLACK) < 0)
+        return map_fail(m, NULL, -ENOMEM, "out of memory");
+    memcpy(m->buf.data, p + hdr, len - hdr);
+    m->buf.len = len - hdr;
+    m->root_count = count;
+    return 0;
+}

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "json/json.h"
 #include "metrics/metrics.h"
+#include "mp/mp_reader.h"
 #include "net/loop.h"
 #include "outputs/output.h"
 #include "pipeline/batch.h"
@@ -79,6 +80,8 @@ const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type)
         return &sb_output_sqlite;
     case SB_OUTPUT_POSTGRES:
         return &sb_output_postgres;
+    case SB_OUTPUT_KAFKA:
+        return &sb_output_kafka;
     default:
         return NULL;
     }
@@ -403,6 +406,50 @@ static int read_cb(void *arg, uint64_t seq, const void *data, size_t len)
     return 0;
 }
 
+/* Split the batch being delivered into two halves appended to the spool as new records (the
+ * plugin found it too large once encoded), then ack it. 0, or -errno (the batch stays). */
+static int split_batch(struct sb_output_runner *r)
+{
+    struct sb_mp_reader rd;
+    const uint8_t *ev = r->batch.data + SB_BATCH_HEAD_BYTES;
+    size_t len = r->batch.len - SB_BATCH_HEAD_BYTES - SB_BATCH_TAIL_BYTES, mid = 0;
+    uint32_t half = r->batch_count / 2;
+    uint8_t tag[SB_OUTPUT_TAG_BYTES] = {(uint8_t)r->index, (uint8_t)(r->index >> 8), 0, 0};
+
+    sb_mp_reader_init(&rd, ev, len);
+    for (uint32_t i = 0; i < half; i++)
+        if (sb_mp_skip(&rd) != 0)
+            return -EPROTO;
+    mid = sb_mp_reader_offset(&rd);
+    for (int part = 0; part < 2; part++) {
+        const uint8_t *p = part ? ev + mid : ev;
+        size_t n = part ? len - mid : mid;
+        uint32_t count = part ? r->batch_count - half : half;
+        uint8_t head[SB_BATCH_HEAD_BYTES];
+        uint64_t seq;
+        int rc;
+
+        memcpy(head, r->batch.data, SB_BATCH_HEAD_BYTES);
+        head[8] = (uint8_t)(count >> 24);
+        head[9] = (uint8_t)(count >> 16);
+        head[10] = (uint8_t)(count >> 8);
+        head[11] = (uint8_t)count;
+        sb_buf_clear(&r->rec);
+        if (sb_buf_append(&r->rec, tag, sizeof tag) || sb_buf_append(&r->rec, head, sizeof head) ||
+            sb_buf_append(&r->rec, p, n) ||
+            sb_buf_append(&r->rec, r->batch.data + r->batch.len - SB_BATCH_TAIL_BYTES,
+                          SB_BATCH_TAIL_BYTES))
+            return -ENOMEM;
+        /* The first half may be in the spool already if the second failed last time: a
+         * duplicate delivery at worst, never a loss. */
+        rc = sb_spool_append(r->spool, r->rec.data, r->rec.len, &seq);
+        if (rc)
+            return rc;
+    }
+    r->c.split++;
+    return 0;
+}
+
 void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
 {
     struct sb_output_runner *r = d->runner;
@@ -412,8 +459,26 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
     r->in_flight = false;
     if (r->closing)
         return; /* cancelled by the plugin's destroy: the batch stays in the spool */
-    o = sb_retry_next(&r->retry, res->status, res->retry_after, now, time(NULL),
-                      r->cfg->max_retry_duration_ns, next_rand(r), &delay);
+    if (res->status == -EMSGSIZE && r->batch_count > 1) {
+        int rc = split_batch(r);
+        if (rc == 0) {
+            sb_info("output", "%s: batch of %u events too large once encoded: split in two",
+                    r->cfg->name, r->batch_count);
+            sb_spool_ack(r->spool, r->index, r->batch_seq);
+            r->acked = r->batch_seq;
+            r->have_batch = false;
+        } else {
+            r->retry_at_ns = now + SB_RETRY_BASE_NS; /* the spool is full: try again soon */
+        }
+        if (!r->pumping)
+            pump(r, now);
+        return;
+    }
+    if (res->status == -EMSGSIZE) /* one event alone too large: retrying cannot help */
+        o = SB_HTTP_DEAD_LETTER;
+    else
+        o = sb_retry_next(&r->retry, res->status, res->retry_after, now, time(NULL),
+                          r->cfg->max_retry_duration_ns, next_rand(r), &delay);
     switch (o) {
     case SB_HTTP_SUCCESS:
         r->c.sent += r->batch_count;
@@ -437,7 +502,8 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
                  r->batch_count, res->status > 0 ? "HTTP" : "error", res->status,
                  r->dead_letter_path);
         dead_letter(r, r->batch.data, r->batch.len, res->status,
-                    sb_retry_classify(res->status) == SB_HTTP_DEAD_LETTER
+                    res->status == -EMSGSIZE ? "too large for the destination"
+                    : sb_retry_classify(res->status) == SB_HTTP_DEAD_LETTER
                         ? "not retryable"
                         : "gave up after max_retry_duration",
                     res->detail, res->detail_len);

@@ -244,3 +244,85 @@ TEST(OutputRunner, SqliteWarehouseIdempotent)
 }
 
 } // namespace
+
+namespace
+{
+
+// A batch within Segment's 500 KB as msgpack but over it as JSON (control characters become
+// six-byte escapes) is never sent whole: the runner splits it and every event arrives.
+TEST(OutputRunner, SegmentSplitsBatchesTooLargeAsJson)
+{
+    char tmpl[] = "/tmp/segbus-split-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    std::string dir = tmpl, spool_dir = dir + "/spool";
+    sb_loop *loop;
+    ASSERT_EQ(sb_loop_new(&loop, 64), 0);
+    Server srv;
+    sb_http_server_options so{};
+    so.route = Server::route;
+    so.arg = &srv;
+    so.max_body_bytes = 2 << 20;
+    so.max_inflated_bytes = 4 << 20;
+    sb_http_server *hs;
+    char err[256] = "";
+    ASSERT_EQ(sb_http_server_new(&hs, loop, &so, err, sizeof err), 0) << err;
+    sb_spool_opts sp;
+    sb_spool_opts_init(&sp);
+    sp.dir = spool_dir.c_str();
+    sp.segment_bytes = 1 << 20;
+    sp.max_bytes = 8 << 20;
+    const char *names[] = {"seg"};
+    sb_spool *spool;
+    ASSERT_EQ(sb_spool_open(&spool, loop, &sp, names, 1), 0);
+    sb_config cfg;
+    ASSERT_EQ(sb_config_defaults(&cfg), 0);
+    cfg.outputs = (sb_output_config *)calloc(1, sizeof(sb_output_config));
+    cfg.n_outputs = 1;
+    sb_output_config &oc = cfg.outputs[0];
+    ASSERT_EQ(sb_output_defaults(&oc, SB_OUTPUT_SEGMENT, &cfg), 0);
+    oc.name = strdup("seg");
+    oc.write_key = strdup("k");
+    oc.gzip = false;
+    oc.batch.max_events = 3;
+    std::string url = "http://127.0.0.1:" + std::to_string(sb_http_server_port(hs));
+    ASSERT_EQ(sb_parse_endpoint(url.c_str(), "/v1/batch", &oc.endpoint), 0);
+    sb_output_runner *r;
+    ASSERT_EQ(
+        sb_output_runner_new(&r, &oc, 0, loop, spool, spool_dir.c_str(), nullptr, err, sizeof err),
+        0)
+        << err;
+    for (int i = 0; i < 3; i++) {
+        std::string e = pack({{"type", Val::str("track")},
+                              {"userId", Val::str("u")},
+                              {"event", Val::str("E")},
+                              {"messageId", Val::str("big" + std::to_string(i))},
+                              {"blob", Val::str(std::string(30000, '\x01'))}});
+        ASSERT_EQ(sb_output_runner_add(r, (const uint8_t *)e.data(), e.size(), sb_now_ns()), 0);
+    }
+    for (int i = 0; i < 500 && !sb_output_runner_idle(r); i++) {
+        sb_loop_run_once(loop, 10 * 1000000LL);
+        sb_output_runner_tick(r, sb_now_ns(), false);
+    }
+    EXPECT_TRUE(sb_output_runner_idle(r));
+    const sb_output_counters *c = sb_output_runner_counters(r);
+    EXPECT_EQ(c->split, 1u);
+    EXPECT_EQ(c->sent, 3u);
+    EXPECT_EQ(c->dead_lettered, 0u);
+    ASSERT_EQ(srv.seen.size(), 2u);
+    for (auto &v : srv.seen)
+        EXPECT_LE(v.json.size(), 500000u);
+    std::string all = srv.seen[0].json + srv.seen[1].json;
+    for (const char *id : {"big0", "big1", "big2"})
+        EXPECT_NE(all.find(std::string("\"messageId\":\"") + id + "\""), std::string::npos);
+    sb_output_runner_free(r);
+    sb_http_server_free(hs);
+    EXPECT_EQ(sb_spool_close(spool), 0);
+    for (int i = 0; i < 10; i++)
+        sb_loop_run_once(loop, 1000000LL);
+    sb_loop_free(loop);
+    sb_config_free(&cfg);
+    std::string cmd = "rm -rf '" + dir + "'";
+    EXPECT_EQ(system(cmd.c_str()), 0);
+}
+
+} // namespace

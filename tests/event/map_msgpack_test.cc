@@ -132,4 +132,29 @@ TEST(MapMsgpack, DepthAndSizeLimits)
     segbus_map_free(m);
 }
 
+TEST(MapMsgpack, TrustedSetterForTheBindingsConverters)
+{
+    // Same result as the checked setter for well-formed input; only the root and size checked.
+    Packed p;
+    msgpack_pack_map(&p.pk, 2);
+    p.str("a");
+    msgpack_pack_int(&p.pk, 1);
+    p.str("b");
+    msgpack_pack_array(&p.pk, 1);
+    p.str("c");
+    segbus_map_t *m = segbus_map_new();
+    ASSERT_EQ(sb_map_set_msgpack_trusted(m, p.sb.data, p.sb.size), 0);
+    std::string trusted = properties_of(m);
+    ASSERT_EQ(segbus_map_set_msgpack(m, p.sb.data, p.sb.size), 0);
+    EXPECT_EQ(properties_of(m), trusted);
+    EXPECT_EQ(trusted, "{\"a\":1,\"b\":[\"c\"]}");
+    const uint8_t arr[] = {0x90};
+    EXPECT_EQ(sb_map_set_msgpack_trusted(m, arr, 1), -SEGBUS_ENOTOBJECT);
+    EXPECT_EQ(sb_map_set_msgpack_trusted(m, arr, 0), -EINVAL);
+    std::vector<uint8_t> big(SEGBUS_MAX_EVENT_BYTES + 1, 0xc0);
+    big[0] = 0x80;
+    EXPECT_EQ(sb_map_set_msgpack_trusted(m, big.data(), big.size()), -EMSGSIZE);
+    segbus_map_free(m);
+}
+
 } // namespace

@@ -316,6 +316,7 @@ TEST(RingFault, ReaderKilledAndRestartedUnderLoad)
     }
     kill(daemon, SIGKILL);
     waitpid(daemon, nullptr, 0);
+    unlink(path.c_str()); // a killed daemon leaves its socket file behind
     uint32_t missing = 0, dups = 0;
     for (int w = 0; w < 2; w++)
         for (uint32_t s = 0; s < kRecords; s++) {

@@ -17,7 +17,6 @@ _ext.sbpy_setup(_decimal.Decimal, _uuid.UUID, _enum.Enum)
 if hasattr(_ext, "sbpy_send"):  # the event calls (absent only while the C API is being built)
     from .client import Client, SegbusError  # noqa: E402  (needs the setup above)
 
-    _send = _ext.sbpy_send
 
 __version__ = VERSION = "0.1.0"
 
@@ -54,58 +53,24 @@ def _client():
     return default_client
 
 
-# The six calls go straight to the C function with the default client's handle (one Python
-# frame per call: this is the hot path analytics-python users hit).
-def track(user_id=None, event=None, properties=None, context=None, timestamp=None,
-          anonymous_id=None, integrations=None, message_id=None):
-    """Record a track event; returns (success, message as sent)."""
-    c = default_client or _client()
-    r = _send(c._h, 1, user_id, anonymous_id, event, None, properties, context, timestamp,
-              integrations, message_id)
-    if r is not None and r[0]:
-        return r
-    return c._retry_or_report(r, 1, user_id, anonymous_id, event, None, properties, context,
-                              timestamp, integrations, message_id)
+def _fallback(r, *args):
+    """A module-level call the ring did not take, or whose client was closed: the Client's own
+    handling (warning, on_error, reopening)."""
+    return _client()._retry_or_report(r, *args)
 
 
-def identify(user_id=None, traits=None, context=None, timestamp=None, anonymous_id=None,
-             integrations=None, message_id=None):
-    """Record an identify event; returns (success, message as sent)."""
-    return (default_client or _client()).identify(user_id, traits, context, timestamp,
-                                                  anonymous_id, integrations, message_id)
-
-
-def group(user_id=None, group_id=None, traits=None, context=None, timestamp=None,
-          anonymous_id=None, integrations=None, message_id=None):
-    """Record a group event; returns (success, message as sent)."""
-    return (default_client or _client()).group(user_id, group_id, traits, context, timestamp,
-                                               anonymous_id, integrations, message_id)
-
-
-def alias(previous_id=None, user_id=None, context=None, timestamp=None, integrations=None,
-          message_id=None):
-    """Record an alias event; returns (success, message as sent)."""
-    return (default_client or _client()).alias(previous_id, user_id, context, timestamp,
-                                               integrations, message_id)
-
-
-def page(user_id=None, category=None, name=None, properties=None, context=None, timestamp=None,
-         anonymous_id=None, integrations=None, message_id=None):
-    """Record a page event; returns (success, message as sent)."""
-    c = default_client or _client()
-    r = _send(c._h, 3, user_id, anonymous_id, name, category, properties, context, timestamp,
-              integrations, message_id)
-    if r is not None and r[0]:
-        return r
-    return c._retry_or_report(r, 3, user_id, anonymous_id, name, category, properties, context,
-                              timestamp, integrations, message_id)
-
-
-def screen(user_id=None, category=None, name=None, properties=None, context=None,
-           timestamp=None, anonymous_id=None, integrations=None, message_id=None):
-    """Record a screen event; returns (success, message as sent)."""
-    return (default_client or _client()).screen(user_id, category, name, properties, context,
-                                                timestamp, anonymous_id, integrations, message_id)
+# The six calls: C functions with analytics-python's signatures and defaults (track(user_id=None,
+# event=None, properties=None, context=None, timestamp=None, anonymous_id=None, integrations=None,
+# message_id=None) and so on) that use default_client directly: no Python frame on the hot path.
+if hasattr(_ext, "sbpy_module_functions"):
+    _calls = _ext.sbpy_module_functions(globals(), _client, _fallback)
+    track = _calls["track"]
+    identify = _calls["identify"]
+    group = _calls["group"]
+    alias = _calls["alias"]
+    page = _calls["page"]
+    screen = _calls["screen"]
+    del _calls
 
 
 def flush(timeout=None):

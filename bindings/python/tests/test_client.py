@@ -60,6 +60,17 @@ def test_track_order_completed_round_trip(client, sink):
     assert event["properties"] == ORDER
 
 
+def test_returned_messages_share_no_mutable_parts(client, sink):
+    ctx = {"ip": "10.0.0.1"}
+    _, first = client.track("u", "One", context=ctx)
+    first["context"]["library"]["name"] = "edited"
+    first["context"]["ip"] = "edited"
+    _, second = client.track("u", "Two", context=ctx)
+    assert second["context"] == {"ip": "10.0.0.1", "library": LIBRARY}
+    assert ctx == {"ip": "10.0.0.1"}  # the caller's context is not touched either
+    assert [e["context"]["library"] for e in sink.wait(2)] == [LIBRARY, LIBRARY]
+
+
 def test_every_call_type_round_trip(client, sink):
     ts = datetime.datetime(2026, 11, 28, 14, 13, 30, 123456, tzinfo=datetime.timezone.utc)
     common = dict(context={"ip": "10.0.0.1", "page": {"path": "/x"}}, timestamp=ts,
@@ -279,3 +290,30 @@ def test_no_daemon_refused_or_standalone(tmp_path):
     assert ok and alone.stats()["sent"] == 1
     assert alone.flush(timeout=0.1) is False  # honest: nobody has taken it yet
     alone.shutdown()
+
+
+def test_module_functions_have_analytics_pythons_signatures(sink):
+    import inspect
+
+    import segbus as analytics
+
+    assert str(inspect.signature(analytics.track)) == (
+        "(user_id=None, event=None, properties=None, context=None, timestamp=None, "
+        "anonymous_id=None, integrations=None, message_id=None)")
+    assert list(inspect.signature(analytics.page).parameters)[:3] == ["user_id", "category", "name"]
+    assert list(inspect.signature(analytics.alias).parameters)[:2] == ["previous_id", "user_id"]
+    analytics.socket = sink.path
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        analytics.track("u", "E", bogus=1)
+    with pytest.raises(TypeError, match="multiple values for argument 'user_id'"):
+        analytics.track("u", user_id="x")
+    with pytest.raises(TypeError, match="at most 8 positional"):
+        analytics.track(*range(9))
+    ok, _ = analytics.page(name="Home", user_id="u", category="Docs")
+    assert ok
+    analytics.shutdown()  # closed: the next call reopens, as analytics-python keeps accepting
+    ok, _ = analytics.screen("u", "App", "Main")
+    assert ok
+    events = sink.wait(2)
+    assert [(e["type"], e["name"]) for e in events] == [("page", "Home"), ("screen", "Main")]
+    assert events[0]["category"] == "Docs"
