@@ -22,6 +22,7 @@
 #include "pipeline/dedup.h"
 #include "pipeline/stage.h"
 #include "pipeline/verify.h"
+#include "protocols/protocols.h"
 #include "ring/registry.h"
 #include "segbus/segbus.h"
 #include "spool/spool.h"
@@ -651,7 +652,7 @@ static void on_durable(void *arg, uint64_t upto_seq)
         sb_hub_poll(d->hub);
 }
 
-static int build_pipeline(struct sb_daemon *d)
+static int build_pipeline(struct sb_daemon *d, char *err, size_t errlen)
 {
     struct sb_stage *s;
     int rc = sb_pipeline_new(&d->pipeline);
@@ -660,6 +661,9 @@ static int build_pipeline(struct sb_daemon *d)
         return rc;
     if (!(s = sb_verify_stage_new()) || sb_pipeline_add(d->pipeline, s))
         return -ENOMEM;
+    /* per-source plan then transforms: after verify, before dedup, so PII never reaches disk */
+    if ((rc = sb_protocols_add_stages(d->pipeline, d->cfg, d->metrics, err, errlen)))
+        return rc;
     if (d->cfg->dedup.window_count) {
         struct sb_dedup *dd;
         rc = sb_dedup_new(&dd, d->cfg->dedup.window_count, d->cfg->dedup.window_ns);
@@ -697,8 +701,10 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
         snprintf(err, errlen, "io_uring: %s", strerror(-rc));
         goto fail;
     }
-    if ((rc = sb_metrics_new(&d->metrics)) || (rc = build_pipeline(d))) {
-        snprintf(err, errlen, "pipeline: %s", strerror(-rc));
+    err[0] = 0; /* build_pipeline names a bad plan or transform itself */
+    if ((rc = sb_metrics_new(&d->metrics)) || (rc = build_pipeline(d, err, errlen))) {
+        if (!err[0])
+            snprintf(err, errlen, "pipeline: %s", strerror(-rc));
         goto fail;
     }
 
