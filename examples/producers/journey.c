@@ -15,13 +15,14 @@ static const struct {
     double price;
     const char *cat;
 } products[] = {{"Espresso Machine", 249.0, "Kitchen"}, {"Grinder", 89.5, "Kitchen"},
-                {"Running Shoes", 119.99, "Sport"},    {"Yoga Mat", 25.0, "Sport"},
-                {"Headphones", 199.0, "Audio"},        {"Desk Lamp", 39.9, "Home"}};
+                {"Running Shoes", 119.99, "Sport"},     {"Yoga Mat", 25.0, "Sport"},
+                {"Headphones", 199.0, "Audio"},         {"Desk Lamp", 39.9, "Home"}};
 static const char *plans[] = {"free", "pro", "enterprise"};
 static const char *currencies[] = {"USD", "EUR", "GBP"};
 static const char *industries[] = {"Retail", "SaaS", "Finance", "Health"};
-static const char *pages[][3] = {
-    {"Home", "Marketing", "/"}, {"Pricing", "Marketing", "/pricing"}, {"Catalog", "Shop", "/products"}};
+static const char *pages[][3] = {{"Home", "Marketing", "/"},
+                                 {"Pricing", "Marketing", "/pricing"},
+                                 {"Catalog", "Shop", "/products"}};
 static const char *broken_kinds[] = {"typo_event", "price_string", "missing_order_id",
                                      "email_in_properties", "duplicate_message_id"};
 enum { N_KINDS = 5, MAX_KEYS = 16 };
@@ -128,15 +129,17 @@ int main(int argc, char **argv)
                      "{\"name\":\"%s\",\"category\":\"%s\",\"url\":\"https://shop.example%s\","
                      "\"referrer\":\"https://search.example/\"}",
                      pg[0], pg[1], pg[2]);
-            segbus_message_t m = {.anonymous_id = anon, .name = pg[0], .category = pg[1],
-                                  .properties_json = props};
+            segbus_message_t m = {
+                .anonymous_id = anon, .name = pg[0], .category = pg[1], .properties_json = props};
             send(SEGBUS_PAGE, "Page Viewed", &m);
         }
         static const char *methods[] = {"email", "google", "github"};
         snprintf(props, sizeof props, "{\"signup_method\":\"%s\",\"plan_type\":\"%s\"}",
                  methods[rnd(3)], plan);
         send(SEGBUS_TRACK, "Signed Up",
-             &(segbus_message_t){.user_id = uid, .anonymous_id = anon, .event = "Signed Up",
+             &(segbus_message_t){.user_id = uid,
+                                 .anonymous_id = anon,
+                                 .event = "Signed Up",
                                  .properties_json = props});
         snprintf(traits, sizeof traits,
                  "{\"email\":\"%s@example.com\",\"name\":\"User %ld\",\"plan\":\"%s\","
@@ -156,18 +159,19 @@ int main(int argc, char **argv)
         size_t il = 0;
         for (unsigned k = 0; k < ncart; k++) {
             unsigned p = (first + k) % 6;
-            snprintf(props, sizeof props,
-                     "{\"product_id\":\"P-%03u\",\"name\":\"%s\",\"price\":%.2f,\"category\":\"%s\"}",
-                     p, products[p].name, products[p].price, products[p].cat);
+            snprintf(
+                props, sizeof props,
+                "{\"product_id\":\"P-%03u\",\"name\":\"%s\",\"price\":%.2f,\"category\":\"%s\"}", p,
+                products[p].name, products[p].price, products[p].cat);
             send(SEGBUS_TRACK, "Product Viewed",
-                 &(segbus_message_t){.user_id = uid, .event = "Product Viewed",
-                                     .properties_json = props});
+                 &(segbus_message_t){
+                     .user_id = uid, .event = "Product Viewed", .properties_json = props});
             snprintf(props, sizeof props,
                      "{\"product_id\":\"P-%03u\",\"name\":\"%s\",\"price\":%.2f,\"quantity\":1}", p,
                      products[p].name, products[p].price);
             send(SEGBUS_TRACK, "Product Added",
-                 &(segbus_message_t){.user_id = uid, .event = "Product Added",
-                                     .properties_json = props});
+                 &(segbus_message_t){
+                     .user_id = uid, .event = "Product Added", .properties_json = props});
             il += (size_t)snprintf(items + il, sizeof items - il,
                                    "%s{\"product_id\":\"P-%03u\",\"name\":\"%s\",\"price\":%.2f,"
                                    "\"quantity\":1}",
@@ -180,23 +184,27 @@ int main(int argc, char **argv)
                  "\"currency\":\"%s\",\"products\":[%s]}",
                  prefix, u, total, total, currencies[cur], items);
         send(SEGBUS_TRACK, "Order Completed",
-             &(segbus_message_t){.user_id = uid, .event = "Order Completed",
-                                 .properties_json = props});
+             &(segbus_message_t){
+                 .user_id = uid, .event = "Order Completed", .properties_json = props});
         orders++;
         revenue[cur] += total;
         send(SEGBUS_TRACK, "Feature Activated",
              &(segbus_message_t){
-                 .user_id = uid, .event = "Feature Activated",
+                 .user_id = uid,
+                 .event = "Feature Activated",
                  .properties_json = "{\"feature_name\":\"dashboards\",\"plan_required\":\"pro\"}"});
         send(SEGBUS_PAGE, "Page Viewed",
-             &(segbus_message_t){.user_id = uid, .name = "Logout", .category = "Account",
-                                 .properties_json =
-                                     "{\"name\":\"Logout\",\"category\":\"Account\","
-                                     "\"url\":\"https://shop.example/logout\"}"});
+             &(segbus_message_t){.user_id = uid,
+                                 .name = "Logout",
+                                 .category = "Account",
+                                 .properties_json = "{\"name\":\"Logout\",\"category\":\"Account\","
+                                                    "\"url\":\"https://shop.example/logout\"}"});
         /* reset: the next visit is a new anonymous visitor */
         strncat(anon, "-after-reset", sizeof anon - strlen(anon) - 1);
         send(SEGBUS_PAGE, "Page Viewed",
-             &(segbus_message_t){.anonymous_id = anon, .name = "Home", .category = "Marketing",
+             &(segbus_message_t){.anonymous_id = anon,
+                                 .name = "Home",
+                                 .category = "Marketing",
                                  .properties_json = "{\"name\":\"Home\",\"category\":\"Marketing\","
                                                     "\"url\":\"https://shop.example/\"}"});
         if (broken_every <= 0 || u % broken_every)
@@ -205,18 +213,21 @@ int main(int argc, char **argv)
         broken[kind]++;
         if (kind == 0) {
             send(SEGBUS_TRACK, "Order Complted",
-                 &(segbus_message_t){.user_id = uid, .event = "Order Complted",
+                 &(segbus_message_t){.user_id = uid,
+                                     .event = "Order Complted",
                                      .properties_json = "{\"order_id\":\"x\",\"total\":1.0,"
                                                         "\"currency\":\"USD\",\"products\":[]}"});
         } else if (kind == 1) {
             send(SEGBUS_TRACK, "Product Added",
-                 &(segbus_message_t){.user_id = uid, .event = "Product Added",
+                 &(segbus_message_t){.user_id = uid,
+                                     .event = "Product Added",
                                      .properties_json =
                                          "{\"product_id\":\"P-000\",\"name\":\"Espresso Machine\","
                                          "\"price\":\"249.00\",\"quantity\":1}"});
         } else if (kind == 2) {
             send(SEGBUS_TRACK, "Order Completed",
-                 &(segbus_message_t){.user_id = uid, .event = "Order Completed",
+                 &(segbus_message_t){.user_id = uid,
+                                     .event = "Order Completed",
                                      .properties_json =
                                          "{\"total\":5.0,\"currency\":\"USD\",\"products\":"
                                          "[{\"product_id\":\"P-003\",\"price\":5.0}]}"});
@@ -226,13 +237,14 @@ int main(int argc, char **argv)
                      "\"phone\":\"+1-555-0100\",\"ip\":\"192.0.2.1\"}",
                      uid);
             send(SEGBUS_TRACK, "Feature Activated",
-                 &(segbus_message_t){.user_id = uid, .event = "Feature Activated",
-                                     .properties_json = props});
+                 &(segbus_message_t){
+                     .user_id = uid, .event = "Feature Activated", .properties_json = props});
         } else { /* the same messageId twice: the second is a duplicate */
             snprintf(mid, sizeof mid, "%s-%ld-%ld", prefix, seed, ++seq);
             for (int r = 0; r < 2; r++)
                 send(SEGBUS_TRACK, "Feature Activated",
-                     &(segbus_message_t){.user_id = uid, .event = "Feature Activated",
+                     &(segbus_message_t){.user_id = uid,
+                                         .event = "Feature Activated",
                                          .message_id = mid,
                                          .properties_json = "{\"feature_name\":\"alerts\"}"});
         }
@@ -245,9 +257,10 @@ int main(int argc, char **argv)
         perror(out);
         return 1;
     }
-    fprintf(f, "{\"lang\":\"c\",\"prefix\":\"%s\",\"seed\":%ld,\"users\":%ld,\"sent\":%ld,"
-               "\"failed\":%ld,\"orders\":%ld,\"revenue\":{\"USD\":%.2f,\"EUR\":%.2f,\"GBP\":%.2f},"
-               "\"by_call\":{\"track\":%ld,\"identify\":%ld,\"page\":%ld,\"group\":%ld},\"broken\":{",
+    fprintf(f,
+            "{\"lang\":\"c\",\"prefix\":\"%s\",\"seed\":%ld,\"users\":%ld,\"sent\":%ld,"
+            "\"failed\":%ld,\"orders\":%ld,\"revenue\":{\"USD\":%.2f,\"EUR\":%.2f,\"GBP\":%.2f},"
+            "\"by_call\":{\"track\":%ld,\"identify\":%ld,\"page\":%ld,\"group\":%ld},\"broken\":{",
             prefix, seed, users, sent, failed, orders, revenue[0], revenue[1], revenue[2],
             by_call[SEGBUS_TRACK], by_call[SEGBUS_IDENTIFY], by_call[SEGBUS_PAGE],
             by_call[SEGBUS_GROUP]);
