@@ -26,8 +26,10 @@ endfunction()
 if(SEGBUS_SANITIZE)
   # gcc's flow analysis under sanitizers reports maybe-uninitialized inside libstdc++ headers
   # (std::function in <regex>); the optimised ci build keeps the warning as an error.
-  list(APPEND SEGBUS_C_WARNINGS -Wno-error=maybe-uninitialized)
-  list(APPEND SEGBUS_CXX_WARNINGS -Wno-error=maybe-uninitialized)
+  if(CMAKE_C_COMPILER_ID STREQUAL "GNU")
+    list(APPEND SEGBUS_C_WARNINGS -Wno-error=maybe-uninitialized)
+    list(APPEND SEGBUS_CXX_WARNINGS -Wno-error=maybe-uninitialized)
+  endif()
   add_compile_options(-fsanitize=${SEGBUS_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${SEGBUS_SANITIZE})
 endif()

@@ -20,6 +20,7 @@
 #define MAX_RINGS 64         /* rings a handle has written to (old ones stay mapped) */
 #define CHECK_EVERY 4096     /* writes between looks at the daemon's liveness */
 #define RETRY_NS 100000000ll /* at most one reconnect attempt per 100 ms */
+#define STALE_RETRIES 8      /* claims repaired under a preempted writer, tried again */
 
 struct prod_ring {
     struct sb_shm shm;
@@ -365,6 +366,7 @@ static inline void after_write(struct segbus_producer *p, size_t len)
 int segbus_producer_write(segbus_producer_t *p, int32_t type, const void *data, size_t len)
 {
     int64_t deadline = 0;
+    int stale_retries = 0;
 
     if (UNLIKELY(!p || (!data && len) || type < 1))
         return -EINVAL;
@@ -380,6 +382,10 @@ int segbus_producer_write(segbus_producer_t *p, int32_t type, const void *data, 
             after_write(p, len);
             return 0;
         }
+        /* Repaired while we were preempted: none of our bytes were committed, and the caller's
+         * are still here, so writing again delivers the record once. */
+        if (rc == -ESTALE && stale_retries++ < STALE_RETRIES)
+            continue;
         if (rc != -EAGAIN)
             return rc;
         rc = on_full(p, pr, &deadline);
@@ -391,6 +397,7 @@ int segbus_producer_write(segbus_producer_t *p, int32_t type, const void *data, 
 int segbus_producer_claim(segbus_producer_t *p, size_t len, int32_t type, segbus_claim_t *claim)
 {
     int64_t deadline = 0;
+    int stale_retries = 0;
 
     if (!p || !claim || type < 1)
         return -EINVAL;
@@ -410,6 +417,8 @@ int segbus_producer_claim(segbus_producer_t *p, size_t len, int32_t type, segbus
             claim->gen = id;
             return 0;
         }
+        if (rc == -ESTALE && stale_retries++ < STALE_RETRIES)
+            continue; /* repaired before we wrote anything: claim again */
         if (rc != -EAGAIN)
             return rc;
         rc = on_full(p, pr, &deadline);

@@ -108,6 +108,18 @@ static void write_pad(struct sb_ring *r, uint64_t pos, uint64_t len, uint32_t pr
     STORE(&h[0], pack((int32_t)len, SB_RING_TYPE_PAD), RELEASE);
 }
 
+/* Padding at the wrap, for a claim whose span may have been repaired meanwhile (see the
+ * header CAS in sb_ring_claim): take the first word from 0 to a negative length first, and
+ * leave the span alone if the reader got there before us. */
+static void write_wrap_pad(struct sb_ring *r, uint64_t pos, uint64_t len, uint32_t producer)
+{
+    uint64_t zero = 0;
+
+    if (__atomic_compare_exchange_n(word(r, pos), &zero, pack(-(int32_t)len, SB_RING_TYPE_PAD), 0,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        write_pad(r, pos, len, producer);
+}
+
 int sb_ring_claim(struct sb_ring *r, uint32_t producer, int32_t type, size_t len,
                   struct sb_ring_slot *c)
 {
@@ -149,10 +161,21 @@ int sb_ring_claim(struct sb_ring *r, uint32_t producer, int32_t type, size_t len
     if (__builtin_expect(sb_ring_test_claim_hook != NULL, 0))
         sb_ring_test_claim_hook();
     if (pad)
-        write_pad(r, tail, pad, producer);
+        write_wrap_pad(r, tail, pad, producer);
     pos = tail + pad;
     h = word(r, pos);
-    STORE(&h[0], pack(-(int32_t)reclen, type), RELAXED);
+    /* CAS from 0, not a store: a writer preempted right after its tail CAS may find that the
+     * reader took the still-zero header for a dead producer's claim and padded it (the
+     * reader's repair is a CAS from 0 too, so exactly one of us wins). Then nothing of ours is
+     * in the ring, and writing now could land on space already reused: return -ESTALE at once
+     * and let the caller claim again. Relaxed: the RMW alone decides the owner; the check
+     * word's release store below orders the header for the reader. */
+    {
+        uint64_t zero = 0;
+        if (!__atomic_compare_exchange_n(&h[0], &zero, pack(-(int32_t)reclen, type), 0,
+                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return -ESTALE;
+    }
     /* Release: a reader that acquires this check word and re-reads the length sees our
      * negative length, never stale bytes of an earlier lap paired with our check. */
     STORE(&h[1],

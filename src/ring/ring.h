@@ -150,7 +150,9 @@ extern void (*sb_ring_test_pause_hook)(void);
 extern void (*sb_ring_test_claim_hook)(void);
 
 /* Claim room for `len` payload bytes. 0, -EINVAL (type < 1), -EMSGSIZE, -EAGAIN (no room:
- * returns at once, never spins on a full ring). Writes the negative-length header. */
+ * returns at once, never spins on a full ring), -ESTALE (preempted between the tail CAS and the
+ * header, the claim was repaired as a dead producer's: nothing was written, claim again).
+ * Writes the negative-length header. */
 int sb_ring_claim(struct sb_ring *r, uint32_t producer, int32_t type, size_t len,
                   struct sb_ring_slot *c);
 
