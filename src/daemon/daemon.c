@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "daemon/tail.h"
 #include "metrics/metrics.h"
 #include "net/http_server.h"
 #include "net/loop.h"
@@ -37,6 +38,7 @@ struct sb_daemon {
     size_t n_outs;
     struct sb_registry *reg;
     struct sb_http_server *http;
+    struct sb_tail *tail; /* GET /tail: recent events for `segbus tail` */
     const char *ring_source; /* name of the source ring events belong to, or NULL */
 
     struct sb_timer tick;
@@ -96,8 +98,14 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     meta.received_at_ms = 0; /* filled lazily by whoever needs wall time (hub) */
     meta.producer_id = rec->producer;
     meta.source = -1;
-    if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS)
+    bool tailing = sb_tail_wanted(d->tail, meta.now_ns); /* someone runs `segbus tail` */
+    if (tailing)
+        sb_tail_begin(d->tail);
+    if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS) {
+        if (tailing)
+            sb_tail_end(d->tail, rec->data, rec->len, &meta, false);
         return 0;
+    }
     for (size_t i = 0; i < d->n_outs; i++) {
         struct sb_output_runner *r = d->outs[i];
         if (!sb_output_runner_accepts(r, &meta, d->ring_source)) {
@@ -107,6 +115,8 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
         if (sb_output_runner_add(r, ev, len, meta.now_ns) != 0)
             sb_error("daemon", "%s: out of memory batching an event", sb_output_runner_name(r));
     }
+    if (tailing)
+        sb_tail_end(d->tail, ev, len, &meta, true);
     return 0;
 }
 
@@ -308,6 +318,8 @@ static void on_tick(struct sb_timer *t)
     for (size_t i = 0; i < d->n_outs; i++)
         sb_output_runner_tick(d->outs[i], now, d->stopping);
     check_marks(d);
+    if (d->tail)
+        sb_tail_tick(d->tail, now);
     {
         struct sb_spool_stats ss;
         sb_spool_get_stats(d->spool, &ss);
@@ -394,6 +406,8 @@ static void on_http(void *arg, struct sb_http_exchange *ex, const struct sb_http
             sb_http_respond(ex, 200, &js, 1, body.data, body.len);
         else
             sb_http_respond(ex, 500, NULL, 0, "out of memory\n", 14);
+    } else if (!strcmp(req->path, "/tail") && d->tail) {
+        sb_tail_http(d->tail, ex, req, sb_now_ns());
     } else {
         sb_http_respond(ex, 404, NULL, 0, "not found\n", 10);
     }
@@ -653,6 +667,10 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
                  rc == -EADDRINUSE ? "another segbusd listens there" : strerror(-rc));
         goto fail;
     }
+    if (d->cfg->metrics.listen && (rc = sb_tail_new(&d->tail, d->outs, d->n_outs, d->pipeline))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if ((rc = start_metrics(d, err, errlen)))
         goto fail;
     register_metrics(d);
@@ -698,6 +716,7 @@ void sb_daemon_free(struct sb_daemon *d)
 {
     if (!d)
         return;
+    sb_tail_free(d->tail); /* answers waiting /tail requests */
     if (d->http)
         sb_http_server_free(d->http);
     for (size_t i = 0; i < d->n_outs; i++)
