@@ -438,6 +438,16 @@ static int set_item(PyObject *d, PyObject *k, PyObject *v_new)
     return rc;
 }
 
+/* A str from text segbus made itself (a UUIDv7, an RFC 3339 time): ASCII, so no UTF-8 decoding. */
+static PyObject *ascii_text(const char *s)
+{
+    size_t n = strlen(s);
+    PyObject *o = PyUnicode_New((Py_ssize_t)n, 127);
+    if (o)
+        memcpy(PyUnicode_DATA(o), s, n);
+    return o;
+}
+
 static PyObject *text_or_none(PyObject *s)
 {
     if (!s)
@@ -681,7 +691,8 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
             0)
             goto out;
     }
-    if (set_item(msg, k_timestamp, PyUnicode_FromString(sent.timestamp)) < 0 ||
+    if (set_item(msg, k_timestamp,
+                 ts ? PyUnicode_FromString(sent.timestamp) : ascii_text(sent.timestamp)) < 0 ||
         set_item(msg, k_context, ctx_sent) < 0 || set_item(msg, k_user, text_or_none(uid)) < 0)
         goto out;
     Py_INCREF(type_names[type]);
@@ -710,7 +721,8 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
     default:
         break;
     }
-    if (set_item(msg, k_message_id, PyUnicode_FromString(sent.message_id)) < 0)
+    if (set_item(msg, k_message_id,
+                 mid ? PyUnicode_FromString(sent.message_id) : ascii_text(sent.message_id)) < 0)
         goto out;
     result = PyTuple_Pack(2, success ? Py_True : Py_False, msg);
 

@@ -30,5 +30,6 @@ extern const struct sb_cli_cmd sb_cli_track, sb_cli_identify, sb_cli_page, sb_cl
     sb_cli_group, sb_cli_alias;
 /* Operator commands (cmd_stat.c, cmd_tail.c). */
 extern const struct sb_cli_cmd sb_cli_stat, sb_cli_tail;
+extern const struct sb_cli_cmd sb_cli_plan; /* cmd_plan.c */
 
 #endif

@@ -474,6 +474,7 @@ static const struct field output_settings_fields[] = {
     {"per_event", K_BOOL, OO(per_event), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
     {"brokers", K_STR, OO(brokers), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_KAFKA)},
     {"topic", K_STR, OO(topic), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_KAFKA)},
+    {"value_format", K_STR, OO(value_format), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_KAFKA)},
     {"properties", K_KV, OO(kafka), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_KAFKA)},
     END};
 static const struct field output_fields[] = {
@@ -1004,6 +1005,7 @@ static void output_free(struct sb_output_config *o)
     free(o->secret);
     free(o->brokers);
     free(o->topic);
+    free(o->value_format);
     kv_list_free(&o->kafka);
 }
 
@@ -1149,6 +1151,8 @@ static int check_output(struct ctx *c, yaml_node_t *item, const char *path,
     case SB_OUTPUT_KAFKA:
         if (!o->brokers || !o->topic)
             return fail(c, item, path, "a kafka output needs settings.brokers and settings.topic");
+        if (o->value_format && strcmp(o->value_format, "json") && strcmp(o->value_format, "msgpack"))
+            return fail(c, item, path, "settings.value_format: expected json or msgpack");
         break;
     }
     return 0;

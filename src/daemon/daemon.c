@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "daemon/tail.h"
+#include "hub/hub.h"
 #include "metrics/metrics.h"
 #include "net/http_server.h"
 #include "net/loop.h"
@@ -22,6 +23,7 @@
 #include "pipeline/dedup.h"
 #include "pipeline/stage.h"
 #include "pipeline/verify.h"
+#include "protocols/protocols.h"
 #include "ring/registry.h"
 #include "segbus/segbus.h"
 #include "spool/spool.h"
@@ -38,7 +40,8 @@ struct sb_daemon {
     size_t n_outs;
     struct sb_registry *reg;
     struct sb_http_server *http;
-    struct sb_tail *tail; /* GET /tail: recent events for `segbus tail` */
+    struct sb_tail *tail;    /* GET /tail: recent events for `segbus tail` */
+    struct sb_hub *hub;      /* the HTTP input (cfg->http.enabled) */
     const char *ring_source; /* name of the source ring events belong to, or NULL */
 
     struct sb_timer tick;
@@ -320,6 +323,8 @@ static void on_tick(struct sb_timer *t)
     check_marks(d);
     if (d->tail)
         sb_tail_tick(d->tail, now);
+    if (d->hub)
+        sb_hub_poll(d->hub);
     {
         struct sb_spool_stats ss;
         sb_spool_get_stats(d->spool, &ss);
@@ -328,7 +333,7 @@ static void on_tick(struct sb_timer *t)
         d->spool_refused_full = ss.refused_full;
     }
     if (d->stopping) {
-        if (!backlogged(d) && all_idle(d)) {
+        if (!backlogged(d) && all_idle(d) && !sb_hub_pending(d->hub)) {
             sb_info("daemon", "everything delivered; exiting");
             d->result = 0;
             sb_loop_stop(d->loop);
@@ -558,6 +563,104 @@ static void register_metrics(struct sb_daemon *d)
     sb_metrics_gauge_fn(m, SB_M_PRODUCERS, "Producers registered and alive.", NULL, producers, d);
 }
 
+/* ---- the hub's HTTP input (src/hub): its events take the ring's path ------------------------ */
+
+static int hub_submit(void *arg, const uint8_t *event, size_t len, struct sb_event_meta *meta)
+{
+    struct sb_daemon *d = arg;
+    const char *source = meta->source >= 0 ? d->cfg->sources[meta->source].name : NULL;
+    const uint8_t *ev;
+    size_t n;
+
+    d->received++;
+    meta->now_ns = sb_now_ns();
+    bool tailing = sb_tail_wanted(d->tail, meta->now_ns); /* someone runs `segbus tail` */
+    if (tailing)
+        sb_tail_begin(d->tail);
+    if (sb_pipeline_run(d->pipeline, event, len, meta, &ev, &n) != SB_STAGE_PASS) {
+        if (tailing)
+            sb_tail_end(d->tail, event, len, meta, false);
+        return 0; /* dropped with a counted reason (e.g. a duplicate): nothing to wait for */
+    }
+    for (size_t i = 0; i < d->n_outs; i++) {
+        struct sb_output_runner *r = d->outs[i];
+        if (!sb_output_runner_accepts(r, meta, source)) {
+            ((struct sb_output_counters *)sb_output_runner_counters(r))->dropped_filtered++;
+            continue;
+        }
+        if (sb_output_runner_add(r, ev, n, meta->now_ns) != 0)
+            return -ENOMEM;
+    }
+    if (tailing)
+        sb_tail_end(d->tail, ev, n, meta, true);
+    return 0;
+}
+
+static bool hub_busy(void *arg)
+{
+    struct sb_daemon *d = arg;
+    return d->stopping || backlogged(d);
+}
+
+static uint64_t hub_added(void *arg, size_t o)
+{
+    return sb_output_runner_added(((struct sb_daemon *)arg)->outs[o]);
+}
+
+static uint64_t hub_durable(void *arg, size_t o)
+{
+    return sb_output_runner_durable_events(((struct sb_daemon *)arg)->outs[o]);
+}
+
+static int start_hub(struct sb_daemon *d, char *err, size_t errlen)
+{
+    const struct sb_config *cfg = d->cfg;
+    struct sb_http_server_options o = {0};
+    struct sb_hub_sink sink = {d, d->n_outs, hub_submit, hub_busy, hub_added, hub_durable};
+    char host[128];
+    const char *listen = cfg->http.listen, *colon;
+    unsigned long port;
+    char *end;
+
+    if (!cfg->http.enabled)
+        return 0;
+    colon = listen ? strrchr(listen, ':') : NULL;
+    if (!colon || (size_t)(colon - listen) >= sizeof host) {
+        snprintf(err, errlen, "http.listen '%s' is not host:port", listen ? listen : "");
+        return -EINVAL;
+    }
+    port = strtoul(colon + 1, &end, 10);
+    if (*end || port > 65535) {
+        snprintf(err, errlen, "http.listen '%s' has a bad port", listen);
+        return -EINVAL;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+    if (host[0] == '[') {
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = 0;
+    }
+    o.bind_addr = host;
+    o.port = (uint16_t)port;
+    o.tls_cert_file = cfg->http.tls_cert;
+    o.tls_key_file = cfg->http.tls_key;
+    o.max_body_bytes = cfg->http.max_body_bytes;
+    o.max_header_bytes = cfg->http.max_header_bytes;
+    o.max_connections = cfg->http.max_connections;
+    o.header_timeout_ns = cfg->http.header_timeout_ns;
+    o.body_timeout_ns = cfg->http.body_timeout_ns;
+    o.idle_timeout_ns = cfg->http.idle_timeout_ns;
+    int rc = sb_hub_new(&d->hub, d->loop, &o, cfg, &sink, err, errlen);
+    if (rc == 0)
+        sb_info("daemon", "hub: Segment HTTP API on %s:%u", host, sb_hub_port(d->hub));
+    return rc;
+}
+
+uint16_t sb_daemon_hub_port(const struct sb_daemon *d)
+{
+    return d->hub ? sb_hub_port(d->hub) : 0;
+}
+
 /* ---- set-up ------------------------------------------------------------------------------- */
 
 static void on_durable(void *arg, uint64_t upto_seq)
@@ -567,9 +670,11 @@ static void on_durable(void *arg, uint64_t upto_seq)
     for (size_t i = 0; i < d->n_outs; i++)
         sb_output_runner_on_durable(d->outs[i], upto_seq);
     check_marks(d);
+    if (d->hub)
+        sb_hub_poll(d->hub);
 }
 
-static int build_pipeline(struct sb_daemon *d)
+static int build_pipeline(struct sb_daemon *d, char *err, size_t errlen)
 {
     struct sb_stage *s;
     int rc = sb_pipeline_new(&d->pipeline);
@@ -578,6 +683,9 @@ static int build_pipeline(struct sb_daemon *d)
         return rc;
     if (!(s = sb_verify_stage_new()) || sb_pipeline_add(d->pipeline, s))
         return -ENOMEM;
+    /* per-source plan then transforms: after verify, before dedup, so PII never reaches disk */
+    if ((rc = sb_protocols_add_stages(d->pipeline, d->cfg, d->metrics, err, errlen)))
+        return rc;
     if (d->cfg->dedup.window_count) {
         struct sb_dedup *dd;
         rc = sb_dedup_new(&dd, d->cfg->dedup.window_count, d->cfg->dedup.window_ns);
@@ -615,8 +723,10 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
         snprintf(err, errlen, "io_uring: %s", strerror(-rc));
         goto fail;
     }
-    if ((rc = sb_metrics_new(&d->metrics)) || (rc = build_pipeline(d))) {
-        snprintf(err, errlen, "pipeline: %s", strerror(-rc));
+    err[0] = 0; /* build_pipeline names a bad plan or transform itself */
+    if ((rc = sb_metrics_new(&d->metrics)) || (rc = build_pipeline(d, err, errlen))) {
+        if (!err[0])
+            snprintf(err, errlen, "pipeline: %s", strerror(-rc));
         goto fail;
     }
 
@@ -671,7 +781,7 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if ((rc = start_metrics(d, err, errlen)))
+    if ((rc = start_metrics(d, err, errlen)) || (rc = start_hub(d, err, errlen)))
         goto fail;
     register_metrics(d);
 
@@ -719,6 +829,7 @@ void sb_daemon_free(struct sb_daemon *d)
     sb_tail_free(d->tail); /* answers waiting /tail requests */
     if (d->http)
         sb_http_server_free(d->http);
+    sb_hub_free(d->hub);
     for (size_t i = 0; i < d->n_outs; i++)
         sb_output_runner_free(d->outs[i]);
     free(d->outs);

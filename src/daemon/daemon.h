@@ -34,6 +34,8 @@ void sb_daemon_free(struct sb_daemon *d);
 
 /* The metrics port actually bound (useful with port 0), 0 if none. */
 uint16_t sb_daemon_metrics_port(const struct sb_daemon *d);
+/* The hub's HTTP input port actually bound, 0 if the input is off. */
+uint16_t sb_daemon_hub_port(const struct sb_daemon *d);
 
 #ifdef __cplusplus
 }

@@ -73,6 +73,7 @@ extern const struct sb_output_plugin sb_output_segment;  /* Segment /v1/batch, J
 extern const struct sb_output_plugin sb_output_hub;      /* segbus hub, msgpack */
 extern const struct sb_output_plugin sb_output_sqlite;   /* warehouse schema in SQLite */
 extern const struct sb_output_plugin sb_output_postgres; /* warehouse schema in PostgreSQL */
+extern const struct sb_output_plugin sb_output_kafka;    /* Kafka topic per source (kafka.c) */
 
 /* The plugin for a type, or NULL if this build has none. */
 const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type);

@@ -80,6 +80,8 @@ const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type)
         return &sb_output_sqlite;
     case SB_OUTPUT_POSTGRES:
         return &sb_output_postgres;
+    case SB_OUTPUT_KAFKA:
+        return &sb_output_kafka;
     default:
         return NULL;
     }
