@@ -1151,7 +1151,8 @@ static int check_output(struct ctx *c, yaml_node_t *item, const char *path,
     case SB_OUTPUT_KAFKA:
         if (!o->brokers || !o->topic)
             return fail(c, item, path, "a kafka output needs settings.brokers and settings.topic");
-        if (o->value_format && strcmp(o->value_format, "json") && strcmp(o->value_format, "msgpack"))
+        if (o->value_format && strcmp(o->value_format, "json") &&
+            strcmp(o->value_format, "msgpack"))
             return fail(c, item, path, "settings.value_format: expected json or msgpack");
         break;
     }

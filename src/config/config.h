@@ -121,8 +121,8 @@ struct sb_output_config {
     bool per_event; /* one POST per event instead of per batch */
     /* kafka */
     char *brokers;
-    char *topic;        /* "{source}" = the output's one source */
-    char *value_format; /* "json" (NULL) or "msgpack" */
+    char *topic;             /* "{source}" = the output's one source */
+    char *value_format;      /* "json" (NULL) or "msgpack" */
     struct sb_kv_list kafka; /* librdkafka properties, passed through */
 };
 

@@ -53,17 +53,19 @@ struct sb_daemon {
     int sigfd;
     struct signalfd_siginfo si;
 
-    /* Durable head of the primary ring: a mark is a ring position plus, per output, how many
-     * events it had been handed by then; once every output has that many durable, the ring's
-     * durable head moves to the position (producers' flush waits for it). The ring refuses a
-     * durable head more than its capacity ahead of the last one, so consecutive marks stay
-     * within half a capacity; the newest mark moves forward with each drain until then. */
+    /* Ring space is released only once the events read from it are durable (in fsynced spool
+     * records, or dead-lettered), so a SIGKILL loses nothing: a restarted daemon adopts the
+     * rings the producers hand back and reads again what was not released. A mark is taken
+     * after each drain round: the read position of every ring, and per output how many events
+     * it had been handed by then. Once every output has that many durable, every ring is
+     * released up to the mark's position (which also moves its durable head: producers' flush
+     * waits on it). */
     struct dmark {
-        uint64_t pos;
-        uint64_t *need;
+        uint64_t *pos; /* per ring, npos of them (rings adopted later: later marks) */
+        size_t npos;
+        uint64_t *need; /* per output */
     } * marks;
     size_t marks_head, n_marks, marks_cap;
-    uint64_t last_mark_pos;
 
     bool stopping;
     uint64_t stop_deadline_ns;
@@ -76,8 +78,6 @@ struct sb_daemon {
 
 /* ---- the drain ---------------------------------------------------------------------------- */
 
-static void mark_pos(struct sb_daemon *d, struct sb_ring_reader *rd, uint64_t pos);
-
 static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
 {
     struct sb_daemon *d = ctx;
@@ -85,13 +85,6 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     const uint8_t *ev;
     size_t len;
 
-    if (ring == 0) {
-        /* One drain can move the head by more than the ring's capacity, and the ring refuses
-         * a durable head that far ahead: mark positions on the way. */
-        struct sb_ring_reader *rd = sb_registry_reader(d->reg, 0);
-        if (rd && rec->pos - d->last_mark_pos > rd->ring.capacity / 4)
-            mark_pos(d, rd, rec->pos);
-    }
     if (rec->type != SEGBUS_RECORD_TYPE_EVENT) {
         d->unknown_records++;
         return 0;
@@ -130,19 +123,13 @@ static struct dmark *mark_at(struct sb_daemon *d, size_t i)
 
 static void check_marks(struct sb_daemon *d)
 {
-    struct sb_ring_reader *rd = sb_registry_reader(d->reg, 0);
-
     while (d->n_marks) {
         struct dmark *m = mark_at(d, 0);
         for (size_t o = 0; o < d->n_outs; o++)
             if (sb_output_runner_durable_events(d->outs[o]) < m->need[o])
                 return;
-        if (rd)
-            sb_ring_reader_set_durable(rd, m->pos);
-        sb_debug("daemon", "durable head %llu (ring durable now %llu, head %llu)",
-                 (unsigned long long)m->pos,
-                 rd ? (unsigned long long)sb_ring_durable_head(&rd->ring) : 0ull,
-                 rd ? (unsigned long long)rd->head : 0ull);
+        for (size_t r = 0; r < m->npos; r++)
+            sb_registry_release(d->reg, r, m->pos[r]);
         d->marks_head = (d->marks_head + 1) % d->marks_cap;
         d->n_marks--;
     }
@@ -156,15 +143,22 @@ static struct dmark *mark_new(struct sb_daemon *d)
         if (!m)
             return NULL;
         for (size_t i = 0; i < cap; i++) {
-            m[i].need = i < d->n_marks ? mark_at(d, i)->need : calloc(d->n_outs, sizeof(uint64_t));
+            if (i < d->n_marks) {
+                m[i] = *mark_at(d, i);
+                continue;
+            }
+            m[i].need = calloc(d->n_outs, sizeof(uint64_t));
             if (!m[i].need) {
                 for (size_t k = d->n_marks; k < i; k++)
                     free(m[k].need);
                 free(m);
                 return NULL;
             }
-            if (i < d->n_marks)
-                m[i].pos = mark_at(d, i)->pos;
+        }
+        /* The slots not carried over (mark_at of the old array beyond n_marks) are freed. */
+        for (size_t i = d->n_marks; i < d->marks_cap; i++) {
+            free(mark_at(d, i)->need);
+            free(mark_at(d, i)->pos);
         }
         free(d->marks);
         d->marks = m;
@@ -174,40 +168,57 @@ static struct dmark *mark_new(struct sb_daemon *d)
     return mark_at(d, d->n_marks++);
 }
 
-/* Everything of the primary ring before pos has been handed to the outputs: remember what each
- * output had by then. The newest mark moves forward while it stays within a quarter capacity
- * of the one before it (and is not the one being waited for); else a new one starts. */
-static void mark_pos(struct sb_daemon *d, struct sb_ring_reader *rd, uint64_t pos)
-{
-    struct dmark *m;
-
-    if (pos == d->last_mark_pos)
-        return;
-    if (d->n_marks >= 2 && pos - mark_at(d, d->n_marks - 2)->pos <= rd->ring.capacity / 4)
-        m = mark_at(d, d->n_marks - 1);
-    else
-        m = mark_new(d);
-    if (!m)
-        return;
-    m->pos = pos;
-    for (size_t o = 0; o < d->n_outs; o++)
-        m->need[o] = sb_output_runner_added(d->outs[o]);
-    d->last_mark_pos = pos;
-}
-
-/* After a drain round: the primary ring's head; adopted rings (handed over after a restart)
- * are marked durable as they are taken. */
+/* After a drain round: everything every ring handed out has been through the pipeline and
+ * to the outputs. The newest mark moves forward while it is close (an eighth of a ring) to
+ * the one before it, so marks stay few; else a new one starts. */
 static void mark_drained(struct sb_daemon *d)
 {
     size_t n = sb_registry_nrings(d->reg);
-    struct sb_ring_reader *rd;
+    struct dmark *m, *last = d->n_marks ? mark_at(d, d->n_marks - 1) : NULL;
+    bool moved = !last || last->npos != n, near = d->n_marks >= 2;
 
-    for (size_t i = 1; i < n; i++)
-        if ((rd = sb_registry_reader(d->reg, i)))
-            sb_ring_reader_set_durable(rd, rd->head);
-    if ((rd = sb_registry_reader(d->reg, 0)))
-        mark_pos(d, rd, rd->head);
-    check_marks(d);
+    for (size_t r = 0; r < n; r++) {
+        struct sb_ring_reader *rd = sb_registry_reader(d->reg, r);
+        if (last && r < last->npos && last->pos[r] != rd->read_pos)
+            moved = true;
+        if (near) {
+            struct dmark *prev = mark_at(d, d->n_marks - 2);
+            if (r >= prev->npos || r >= last->npos ||
+                rd->read_pos - prev->pos[r] > rd->ring.capacity / 8)
+                near = false;
+        }
+    }
+    if (!moved)
+        return;
+    if (!last) {
+        /* Nothing waits: what was read is released at once if nothing is pending. */
+        bool pending = false;
+        for (size_t o = 0; o < d->n_outs; o++)
+            pending |=
+                sb_output_runner_durable_events(d->outs[o]) < sb_output_runner_added(d->outs[o]);
+        if (!pending) {
+            for (size_t r = 0; r < n; r++)
+                sb_registry_release(d->reg, r, sb_registry_reader(d->reg, r)->read_pos);
+            return;
+        }
+    }
+    m = near && last->npos == n ? last : mark_new(d);
+    if (!m)
+        return; /* out of memory: a later round marks again */
+    if (m->npos < n) {
+        uint64_t *p = realloc(m->pos, n * sizeof *p);
+        if (!p) {
+            /* Drop the mark rather than release too early: a later round marks again. */
+            d->n_marks--;
+            return;
+        }
+        m->pos = p;
+    }
+    m->npos = n;
+    for (size_t r = 0; r < n; r++)
+        m->pos[r] = sb_registry_reader(d->reg, r)->read_pos;
+    for (size_t o = 0; o < d->n_outs; o++)
+        m->need[o] = sb_output_runner_added(d->outs[o]);
 }
 
 static bool backlogged(const struct sb_daemon *d)
@@ -357,6 +368,7 @@ void sb_daemon_stop(struct sb_daemon *d)
             (double)d->cfg->shutdown_timeout_ns / 1e9);
     /* Take what producers committed up to now, then stop waiting for more. */
     (void)sb_registry_drain(d->reg, on_record, d, (int64_t)sb_now_ns());
+    mark_drained(d); /* released once delivered, so the next daemon does not read it again */
     d->stopping = true;
     d->stop_deadline_ns = sb_now_ns() + d->cfg->shutdown_timeout_ns;
 }
@@ -771,7 +783,15 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
     rc_cfg.ngids = cfg->socket.n_allowed_gids;
     rc_cfg.reader.grace_ns = (int64_t)cfg->ring.producer_grace_ns;
     rc_cfg.reader.track_durable = 1; /* producers' flush waits for the spool's fsync */
+    rc_cfg.hold_release = 1;         /* ring space is freed once durable: see struct dmark */
     rc = sb_registry_open(&d->reg, &rc_cfg);
+    /* A daemon SIGKILLed a moment ago may still appear to listen: the kernel tears its
+     * io_uring (which holds a poll on the listen socket) down asynchronously after the exit.
+     * Give it a moment rather than fail a restart. */
+    for (int i = 0; rc == -EADDRINUSE && i < 100; i++) {
+        usleep(20 * 1000);
+        rc = sb_registry_open(&d->reg, &rc_cfg);
+    }
     if (rc) {
         snprintf(err, errlen, "socket %s: %s", cfg->socket.path,
                  rc == -EADDRINUSE ? "another segbusd listens there" : strerror(-rc));
@@ -849,8 +869,10 @@ void sb_daemon_free(struct sb_daemon *d)
     }
     if (d->sigfd >= 0)
         close(d->sigfd);
-    for (size_t i = 0; i < d->marks_cap; i++)
+    for (size_t i = 0; i < d->marks_cap; i++) {
         free(d->marks[i].need);
+        free(d->marks[i].pos);
+    }
     free(d->marks);
     free(d);
 }

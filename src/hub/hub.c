@@ -47,7 +47,8 @@ static void json_str(struct sb_buf *b, const char *s, size_t n)
     sb_buf_append(b, "\"", 1);
 }
 
-static void fail_json(struct sb_buf *resp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail_json(struct sb_buf *resp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void fail_json(struct sb_buf *resp, const char *fmt, ...)
 {
     char msg[512];
@@ -241,6 +242,7 @@ struct envelope {
     size_t context_len, integrations_len;
     const char *sent_at, *write_key;
     size_t sent_at_len, write_key_len;
+    const uint8_t *end; /* just past the top map */
 };
 
 static bool key_is(const struct sb_mp_item *k, const char *s)
@@ -293,6 +295,7 @@ static int read_envelope(struct sb_mp_reader r, uint32_t pairs, struct envelope 
         if (sb_mp_skip(&r))
             return -EINVAL;
     }
+    env->end = r.p;
     return 0;
 }
 
@@ -356,6 +359,53 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
 
 /* Rebuild one event: the route's type, merged context/integrations, corrected timestamp,
  * originalTimestamp, sentAt, receivedAt, messageId when missing; writeKey removed. */
+enum ekey {
+    EK_OTHER,
+    EK_CONTEXT,
+    EK_INTEGRATIONS,
+    EK_TIMESTAMP,
+    EK_ORIG_TS,
+    EK_SENT_AT,
+    EK_MESSAGE_ID,
+    EK_TYPE,
+    EK_WRITE_KEY,
+    EK_RECEIVED_AT
+};
+
+/* Which of the fields the hub rewrites a key is (dispatch on length: this runs per key). */
+static enum ekey ekey_of(const struct sb_mp_item *k)
+{
+    const char *s = (const char *)k->v.str.ptr;
+
+    if (k->type != SB_MP_STR)
+        return EK_OTHER;
+    switch (k->v.str.len) {
+    case 4:
+        return !memcmp(s, "type", 4) ? EK_TYPE : EK_OTHER;
+    case 6:
+        return !memcmp(s, "sentAt", 6) ? EK_SENT_AT : EK_OTHER;
+    case 7:
+        return !memcmp(s, "context", 7) ? EK_CONTEXT : EK_OTHER;
+    case 8:
+        return !memcmp(s, "writeKey", 8) ? EK_WRITE_KEY : EK_OTHER;
+    case 9:
+        return !memcmp(s, "timestamp", 9)   ? EK_TIMESTAMP
+               : !memcmp(s, "messageId", 9) ? EK_MESSAGE_ID
+                                            : EK_OTHER;
+    case 10:
+        return !memcmp(s, "receivedAt", 10) ? EK_RECEIVED_AT : EK_OTHER;
+    case 12:
+        return !memcmp(s, "integrations", 12) ? EK_INTEGRATIONS : EK_OTHER;
+    case 17:
+        return !memcmp(s, "originalTimestamp", 17) ? EK_ORIG_TS : EK_OTHER;
+    default:
+        return EK_OTHER;
+    }
+}
+
+/* Rebuild one event: the route's type, merged context/integrations, corrected timestamp,
+ * originalTimestamp, sentAt, receivedAt, messageId when missing; writeKey removed. One pass over
+ * the event: the pairs kept as they are are remembered as byte ranges (adjacent ones joined). */
 static int build_event(struct sb_mp_reader *r, const struct envelope *env, const char *type,
                        int64_t now_ms, struct sb_buf *out)
 {
@@ -366,6 +416,12 @@ static int build_event(struct sb_mp_reader *r, const struct envelope *env, const
     const char *ts = NULL, *ots = NULL, *sent = env->sent_at;
     size_t ts_len = 0, ots_len = 0, sent_len = env->sent_at_len;
     uint32_t keep = 0, n;
+    struct range {
+        const uint8_t *p;
+        size_t n;
+    } ranges[32];
+    size_t nranges = 0;
+    bool overflow = false;
     struct sb_mp_reader start;
 
     if (sb_mp_peek(r, &top))
@@ -376,41 +432,71 @@ static int build_event(struct sb_mp_reader *r, const struct envelope *env, const
         return -EINVAL;
     start = *r;
     for (uint32_t i = 0; i < top.v.count; i++) {
+        const uint8_t *kp = r->p;
+        bool copy = false;
         if (sb_mp_next(r, &k) || sb_mp_peek(r, &v))
             return -EINVAL;
         bool str = v.type == SB_MP_STR;
-        if (key_is(&k, "context") && v.type == SB_MP_MAP) {
-            if (value_range(r, &ctx, &ctx_len))
-                return -EINVAL;
-            continue;
-        }
-        if (key_is(&k, "integrations") && v.type == SB_MP_MAP) {
-            if (value_range(r, &integ, &integ_len))
-                return -EINVAL;
-            continue;
-        }
-        if (key_is(&k, "timestamp") && str) {
-            ts = (const char *)v.v.str.ptr;
-            ts_len = v.v.str.len;
-        } else if (key_is(&k, "originalTimestamp") && str) {
-            ots = (const char *)v.v.str.ptr;
-            ots_len = v.v.str.len;
-        } else if (key_is(&k, "sentAt") && str) {
-            sent = (const char *)v.v.str.ptr;
-            sent_len = v.v.str.len;
-        } else if (key_is(&k, "messageId")) {
+        switch (ekey_of(&k)) {
+        case EK_CONTEXT:
+            if (v.type == SB_MP_MAP) {
+                if (value_range(r, &ctx, &ctx_len))
+                    return -EINVAL;
+                continue;
+            }
+            copy = true;
+            break;
+        case EK_INTEGRATIONS:
+            if (v.type == SB_MP_MAP) {
+                if (value_range(r, &integ, &integ_len))
+                    return -EINVAL;
+                continue;
+            }
+            copy = true;
+            break;
+        case EK_TIMESTAMP:
+            if (str) {
+                ts = (const char *)v.v.str.ptr;
+                ts_len = v.v.str.len;
+            }
+            break;
+        case EK_ORIG_TS:
+            if (str) {
+                ots = (const char *)v.v.str.ptr;
+                ots_len = v.v.str.len;
+            }
+            break;
+        case EK_SENT_AT:
+            if (str) {
+                sent = (const char *)v.v.str.ptr;
+                sent_len = v.v.str.len;
+            }
+            break;
+        case EK_MESSAGE_ID:
             mid = r->p;
-            keep++;
-        } else if (key_is(&k, "type") && type) {
-        } else if (key_is(&k, "writeKey") || key_is(&k, "receivedAt") ||
-                   key_is(&k, "timestamp") || key_is(&k, "originalTimestamp") ||
-                   key_is(&k, "sentAt")) {
-            /* a secret, or a server-set field, or a non-string time: replaced below */
-        } else {
-            keep++;
+            copy = true;
+            break;
+        case EK_TYPE:
+            copy = !type;
+            break;
+        case EK_WRITE_KEY:   /* a secret */
+        case EK_RECEIVED_AT: /* server-set */
+            break;
+        case EK_OTHER:
+            copy = true;
+            break;
         }
         if (sb_mp_skip(r))
             return -EINVAL;
+        if (!copy)
+            continue;
+        keep++;
+        if (nranges && ranges[nranges - 1].p + ranges[nranges - 1].n == kp)
+            ranges[nranges - 1].n += (size_t)(r->p - kp);
+        else if (nranges < sizeof ranges / sizeof ranges[0])
+            ranges[nranges++] = (struct range){kp, (size_t)(r->p - kp)};
+        else
+            overflow = true;
     }
 
     sb_buf_clear(out);
@@ -423,21 +509,24 @@ static int build_event(struct sb_mp_reader *r, const struct envelope *env, const
         pack_str(&pk, "type", 4);
         pack_str(&pk, type, strlen(type));
     }
-    /* Copy the kept pairs as they are. */
-    struct sb_mp_reader c = start;
-    for (uint32_t i = 0; i < top.v.count; i++) {
-        const uint8_t *kp = c.p;
-        if (sb_mp_next(&c, &k) || sb_mp_peek(&c, &v))
-            return -EINVAL;
-        bool copy = !(key_is(&k, "context") && v.type == SB_MP_MAP) &&
-                    !(key_is(&k, "integrations") && v.type == SB_MP_MAP) &&
-                    !(key_is(&k, "type") && type) && !key_is(&k, "writeKey") &&
-                    !key_is(&k, "receivedAt") && !key_is(&k, "timestamp") &&
-                    !key_is(&k, "originalTimestamp") && !key_is(&k, "sentAt");
-        if (sb_mp_skip(&c))
-            return -EINVAL;
-        if (copy)
-            sb_buf_append(out, kp, (size_t)(c.p - kp));
+    if (!overflow) {
+        for (size_t i = 0; i < nranges; i++)
+            sb_buf_append(out, ranges[i].p, ranges[i].n);
+    } else {
+        /* More than 32 separate runs of kept pairs: walk the event again. */
+        struct sb_mp_reader c = start;
+        for (uint32_t i = 0; i < top.v.count; i++) {
+            const uint8_t *kp = c.p;
+            if (sb_mp_next(&c, &k) || sb_mp_peek(&c, &v))
+                return -EINVAL;
+            enum ekey e = ekey_of(&k);
+            bool copy = e == EK_OTHER || e == EK_MESSAGE_ID || (e == EK_TYPE && !type) ||
+                        ((e == EK_CONTEXT || e == EK_INTEGRATIONS) && v.type != SB_MP_MAP);
+            if (sb_mp_skip(&c))
+                return -EINVAL;
+            if (copy)
+                sb_buf_append(out, kp, (size_t)(c.p - kp));
+        }
     }
     if (ctx || env->context) {
         pack_str(&pk, "context", 7);
@@ -535,9 +624,8 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
     size_t dlen;
     const char *type;
     enum route_kind rk = route_of(route, &type);
-    bool msgpack_in =
-        ctype && (!strncasecmp(ctype, "application/msgpack", 19) ||
-                  !strncasecmp(ctype, "application/x-msgpack", 21));
+    bool msgpack_in = ctype && (!strncasecmp(ctype, "application/msgpack", 19) ||
+                                !strncasecmp(ctype, "application/x-msgpack", 21));
     struct envelope env;
     struct sb_mp_reader r;
     struct sb_mp_item top;
@@ -551,8 +639,9 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
     *status = 400;
     if (rk == R_NONE) {
         *status = 404;
-        fail_json(resp, "unknown route %.200s: use /v1/{track,identify,page,screen,group,alias,"
-                        "batch,import} or /v1/{t,i,p,s,g,a,b}",
+        fail_json(resp,
+                  "unknown route %.200s: use /v1/{track,identify,page,screen,group,alias,"
+                  "batch,import} or /v1/{t,i,p,s,g,a,b}",
                   route);
         return 0;
     }
@@ -567,12 +656,9 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         return 0;
     }
     if (msgpack_in) {
-        if (sb_mp_check(body, len, 64)) {
-            fail_json(resp, "invalid msgpack body (%zu bytes): not exactly one well-formed value "
-                            "at most 64 deep",
-                      len);
-            return 0;
-        }
+        /* Checked while walking: read_envelope skips the whole value (bounds-checked, no
+         * recursion) and must end exactly at the end; each event's depth is checked by
+         * sb_event_inspect before it goes anywhere. */
         data = body;
         dlen = len;
     } else {
@@ -596,8 +682,12 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         fail_json(resp, "the body must be an object");
         goto out;
     }
-    if (read_envelope(r, top.v.count, &env)) {
-        fail_json(resp, "malformed body");
+    if (read_envelope(r, top.v.count, &env) || env.end != data + dlen) {
+        if (msgpack_in)
+            fail_json(resp, "invalid msgpack body (%zu bytes): not exactly one well-formed value",
+                      len);
+        else
+            fail_json(resp, "malformed body");
         goto out;
     }
 
@@ -674,8 +764,9 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         why = b == -EPROTO ? SB_VERIFY_NOT_A_MAP : -1 - sb_event_inspect(ev.data, ev.len, &meta);
         if (why >= 0) {
             char line[400];
-            int m = snprintf(line, sizeof line, "%s{\"index\":%u,\"reason\":\"%s\",\"error\":",
-                             rejected ? "," : "", i, sb_verify_reasons[why]);
+            int m = snprintf(line, sizeof line,
+                             "%s{\"index\":%u,\"reason\":\"%s\",\"error\":", rejected ? "," : "", i,
+                             sb_verify_reasons[why]);
             sb_buf_append(&rej, line, (size_t)m);
             m = snprintf(line, sizeof line, "event %u: %s", i, reason_text(why));
             json_str(&rej, line, (size_t)m);
@@ -696,9 +787,10 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         char head[160];
         /* Segment takes the good events of a batch; so do we, but the bad ones are named. */
         *status = accepted ? 200 : 400;
-        snprintf(head, sizeof head,
-                 "{\"success\":%s,\"accepted\":%u,\"error\":\"%u event(s) rejected\",\"rejected\":[",
-                 accepted ? "true" : "false", accepted, rejected);
+        snprintf(
+            head, sizeof head,
+            "{\"success\":%s,\"accepted\":%u,\"error\":\"%u event(s) rejected\",\"rejected\":[",
+            accepted ? "true" : "false", accepted, rejected);
         sb_buf_append_str(resp, head);
         sb_buf_append(resp, rej.data, rej.len);
         sb_buf_append_str(resp, "]}");
@@ -744,8 +836,8 @@ struct sb_hub {
 
 static void add_cors(struct sb_http_header *h, size_t *n, const char *origin)
 {
-    h[(*n)++] = (struct sb_http_header){"Access-Control-Allow-Origin",
-                                        origin && *origin ? origin : "*"};
+    h[(*n)++] =
+        (struct sb_http_header){"Access-Control-Allow-Origin", origin && *origin ? origin : "*"};
     h[(*n)++] = (struct sb_http_header){"Vary", "Origin"};
 }
 
@@ -826,8 +918,7 @@ static void on_request(void *arg, struct sb_http_exchange *ex, const struct sb_h
     }
     if (strcmp(req->method, "POST") != 0) {
         const char *t;
-        static const char m405[] =
-            "{\"success\":false,\"error\":\"method not allowed: use POST\"}";
+        static const char m405[] = "{\"success\":false,\"error\":\"method not allowed: use POST\"}";
         static const char m404[] = "{\"success\":false,\"error\":\"unknown route\"}";
         struct sb_http_header hd[4];
         size_t n = 0;
@@ -931,8 +1022,7 @@ void sb_hub_get_stats(const struct sb_hub *h, struct sb_hub_stats *st)
 
 void sb_hub_free(struct sb_hub *h)
 {
-    static const char busy[] =
-        "{\"success\":false,\"error\":\"the hub is shutting down; retry\"}";
+    static const char busy[] = "{\"success\":false,\"error\":\"the hub is shutting down; retry\"}";
 
     if (!h)
         return;

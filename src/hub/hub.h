@@ -38,8 +38,7 @@ struct sb_hub_sink {
 };
 
 struct sb_hub_stats {
-    uint64_t requests, accepted_events, rejected_events, bad_requests, unauthorized, busy,
-        pending;
+    uint64_t requests, accepted_events, rejected_events, bad_requests, unauthorized, busy, pending;
 };
 
 struct sb_hub;

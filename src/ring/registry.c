@@ -525,7 +525,8 @@ long sb_registry_drain(struct sb_registry *reg, sb_registry_record_fn fn, void *
             int n = sb_ring_read(rd, now_ns), stop = 0;
             for (int i = 0; i < n && !stop; i++)
                 stop = fn ? fn(ctx, r, &rd->recs[i]) : 0;
-            sb_ring_reader_release(rd);
+            if (!reg->cfg.hold_release)
+                sb_ring_reader_release(rd);
             total += n;
             if (n == 0 || stop)
                 break;
@@ -533,6 +534,28 @@ long sb_registry_drain(struct sb_registry *reg, sb_registry_record_fn fn, void *
     }
     prune(reg);
     return total;
+}
+
+void sb_registry_release(struct sb_registry *reg, size_t ring, uint64_t pos)
+{
+    struct sb_ring_reader *rd;
+    uint64_t read_pos;
+
+    if (ring >= reg->nrings)
+        return;
+    rd = &reg->rings[ring]->rd;
+    /* Only what was handed out may be released, and positions never go back. */
+    if ((int64_t)(pos - rd->head) <= 0 || (int64_t)(rd->read_pos - pos) < 0)
+        return;
+    /* The reader releases everything it handed out: let it see pos as the end for a moment
+     * (private state only; the ring's own release records the intent first, so an adopter
+     * after a crash here finishes it). */
+    read_pos = rd->read_pos;
+    rd->read_pos = pos;
+    sb_ring_reader_release(rd);
+    rd->read_pos = read_pos;
+    if (rd->o.track_durable)
+        sb_ring_reader_set_durable(rd, pos);
 }
 
 size_t sb_registry_live_producers(const struct sb_registry *reg)

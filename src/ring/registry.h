@@ -32,6 +32,8 @@ struct sb_registry_config {
     size_t ngids;
     int socket_mode; /* chmod of the socket (default 0666: the allow-list decides) */
     struct sb_ring_reader_opts reader; /* alive/alive_ctx are set by the registry */
+    int hold_release; /* 1: sb_registry_drain() does not release what it read; the caller
+                         releases with sb_registry_release() once it is durable */
 };
 
 void sb_registry_config_init(struct sb_registry_config *cfg);
@@ -63,12 +65,18 @@ int sb_registry_poll(struct sb_registry *reg, int timeout_ms);
 size_t sb_registry_nrings(const struct sb_registry *reg);
 struct sb_ring_reader *sb_registry_reader(struct sb_registry *reg, size_t i);
 
-/* Read every ring: call fn for each record (a private copy), release after each batch.
- * fn returns 0 to go on, nonzero to stop (the batch is still released: records already
- * handed out are not read again). Returns records delivered. */
+/* Read every ring: call fn for each record (a private copy), release after each batch
+ * (unless hold_release). fn returns 0 to go on, nonzero to stop (records already handed out
+ * are not read again by this reader). Returns records delivered. */
 typedef int (*sb_registry_record_fn)(void *ctx, size_t ring, const struct sb_ring_rec *rec);
 long sb_registry_drain(struct sb_registry *reg, sb_registry_record_fn fn, void *ctx,
                        int64_t now_ns);
+
+/* hold_release: everything of ring `ring` before pos (a record boundary handed out by a
+ * drain) is durable downstream: zero it, publish head and the durable head. Positions at or
+ * below the head, or beyond what was read, are ignored. Records read but not released are
+ * read again by whoever adopts the ring after a crash. */
+void sb_registry_release(struct sb_registry *reg, size_t ring, uint64_t pos);
 
 /* Producers currently registered and alive. */
 size_t sb_registry_live_producers(const struct sb_registry *reg);

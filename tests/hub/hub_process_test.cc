@@ -40,7 +40,10 @@ struct Hub : ::testing::Test {
         sb_config_error e{};
         ASSERT_EQ(sb_config_load_string(&cfg, kYaml, strlen(kYaml), "t.yaml", &e), 0) << e.msg;
     }
-    void TearDown() override { sb_config_free(&cfg); }
+    void TearDown() override
+    {
+        sb_config_free(&cfg);
+    }
 
     struct Result {
         int status = 0;
@@ -77,12 +80,11 @@ const char *kBasicLive = "Basic d2tfbGl2ZTo="; // base64("wk_live:")
 
 TEST_F(Hub, EverySingleRouteAndAliasSetsTheType)
 {
-    const char *routes[][2] = {{"/v1/track", "track"},       {"/v1/t", "track"},
-                               {"/v1/identify", "identify"}, {"/v1/i", "identify"},
-                               {"/v1/page", "page"},         {"/v1/p", "page"},
-                               {"/v1/screen", "screen"},     {"/v1/s", "screen"},
-                               {"/v1/group", "group"},       {"/v1/g", "group"},
-                               {"/v1/alias", "alias"},       {"/v1/a", "alias"}};
+    const char *routes[][2] = {
+        {"/v1/track", "track"},   {"/v1/t", "track"},     {"/v1/identify", "identify"},
+        {"/v1/i", "identify"},    {"/v1/page", "page"},   {"/v1/p", "page"},
+        {"/v1/screen", "screen"}, {"/v1/s", "screen"},    {"/v1/group", "group"},
+        {"/v1/g", "group"},       {"/v1/alias", "alias"}, {"/v1/a", "alias"}};
     for (auto &rt : routes) {
         auto r = run(rt[0], R"({"userId":"u1","event":"E","groupId":"g","previousId":"p",)"
                             R"("type":"bogus","writeKey":"wk_live"})");
@@ -103,8 +105,9 @@ TEST_F(Hub, EverySingleRouteAndAliasSetsTheType)
 TEST_F(Hub, BatchRoutes)
 {
     for (const char *rt : {"/v1/batch", "/v1/b", "/v1/import", "/v1/import/"}) {
-        auto r = run(rt, R"({"batch":[{"type":"track","event":"A","userId":"u"},)"
-                         R"({"type":"identify","anonymousId":"a"}]})",
+        auto r = run(rt,
+                     R"({"batch":[{"type":"track","event":"A","userId":"u"},)"
+                     R"({"type":"identify","anonymousId":"a"}]})",
                      kBasicLive);
         EXPECT_EQ(r.status, 200) << rt << r.resp;
         EXPECT_EQ(r.events.size(), 2u) << rt;
@@ -150,8 +153,8 @@ TEST_F(Hub, BadRequestsNameWhatIsWrong)
     EXPECT_EQ(r.status, 404);
     EXPECT_NE(r.resp.find("unknown route /v2/track"), std::string::npos);
 
-    std::string big = R"({"userId":"u","event":"E","properties":{"x":")" + std::string(33000, 'a') +
-                      "\"}}";
+    std::string big =
+        R"({"userId":"u","event":"E","properties":{"x":")" + std::string(33000, 'a') + "\"}}";
     r = run("/v1/track", big, kBasicLive);
     EXPECT_EQ(r.status, 400);
     EXPECT_NE(r.resp.find("32 KB"), std::string::npos) << r.resp;
