@@ -31,5 +31,6 @@ extern const struct sb_cli_cmd sb_cli_track, sb_cli_identify, sb_cli_page, sb_cl
 /* Operator commands (cmd_stat.c, cmd_tail.c). */
 extern const struct sb_cli_cmd sb_cli_stat, sb_cli_tail;
 extern const struct sb_cli_cmd sb_cli_plan; /* cmd_plan.c */
+extern const struct sb_cli_cmd sb_cli_demo; /* cmd_demo.c */
 
 #endif
