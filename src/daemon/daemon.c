@@ -41,6 +41,7 @@ struct sb_daemon {
     struct sb_http_server *http;
     struct sb_hub *hub;      /* the HTTP input (cfg->http.enabled) */
     const char *ring_source; /* name of the source ring events belong to, or NULL */
+    int ring_source_idx;     /* its index in cfg->sources (per-source plan/transforms), or -1 */
 
     struct sb_timer tick;
     struct sb_op futex_op;
@@ -91,7 +92,7 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     meta.now_ns = sb_now_ns();
     meta.received_at_ms = 0; /* filled lazily by whoever needs wall time (hub) */
     meta.producer_id = rec->producer;
-    meta.source = -1;
+    meta.source = d->ring_source_idx;
     if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS)
         return 0;
     for (size_t i = 0; i < d->n_outs; i++) {
@@ -707,6 +708,10 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
     d->cfg = cfg;
     d->sigfd = -1;
     d->ring_source = cfg->ring.source;
+    d->ring_source_idx = -1;
+    for (size_t i = 0; cfg->ring.source && i < cfg->n_sources; i++)
+        if (!strcmp(cfg->sources[i].name, cfg->ring.source))
+            d->ring_source_idx = (int)i;
     sb_log_set_level((enum sb_log_level)cfg->log_level);
 
     if ((rc = sb_loop_new(&d->loop, 256))) {

@@ -233,6 +233,7 @@ static int rw_map(struct ctx *c, struct sb_mp_reader *r, uint32_t pairs, const s
     struct active sub[RW_MAX_ACTIVE];
     uint32_t kept = 0, inserted = 0;
     struct sb_mp_item k;
+    const uint8_t *vend[64]; /* where the first pairs' values end: pass 2 skips nothing twice */
     int rc;
 
     for (size_t i = 0; i < nact; i++)
@@ -257,6 +258,8 @@ static int rw_map(struct ctx *c, struct sb_mp_reader *r, uint32_t pairs, const s
         }
         if ((rc = sb_mp_skip(&pre)))
             return rc;
+        if (p < 64)
+            vend[p] = pre.p;
         kept += keep && !drop;
     }
     /* SET rules whose key is absent insert it: one key per distinct first segment */
@@ -296,7 +299,16 @@ static int rw_map(struct ctx *c, struct sb_mp_reader *r, uint32_t pairs, const s
             return rc;
         }
         if (!keep || drop) {
-            if ((rc = sb_mp_skip(r)))
+            if (p < 64)
+                r->p = vend[p];
+            else if ((rc = sb_mp_skip(r)))
+                return rc;
+            continue;
+        }
+        if (!nsub && p < 64) { /* key and value in one copy */
+            rc = sb_buf_append(c->out, k0, (size_t)(vend[p] - k0));
+            r->p = vend[p];
+            if (rc)
                 return rc;
             continue;
         }

@@ -23,6 +23,7 @@ struct titem {
 struct sb_transform {
     struct titem *items;
     size_t n;
+    bool *indep; /* [i * n + j]: items i < j touch disjoint fields, so one pass can do both */
 };
 
 static int buf_write(void *data, const char *buf, size_t len)
@@ -46,6 +47,7 @@ void sb_transform_free(struct sb_transform *t)
         free(it->salt);
     }
     free(t->items);
+    free(t->indep);
     free(t);
 }
 
@@ -156,6 +158,46 @@ static int item_key(struct titem *it, const char *key, const char *value, char *
     return -EINVAL;
 }
 
+/* The fields a rule writes: its path, or for KEEP the parent whose other fields it removes. */
+static size_t touched_len(const struct sb_rw_rule *r)
+{
+    return r->op == SB_RW_KEEP ? r->n - 1 : r->n;
+}
+
+static bool overlaps(const struct sb_rw_rule *a, const struct sb_rw_rule *b)
+{
+    size_t n = touched_len(a) < touched_len(b) ? touched_len(a) : touched_len(b);
+    for (size_t k = 0; k < n; k++)
+        if (a->segs[k].len != b->segs[k].len || memcmp(a->segs[k].s, b->segs[k].s, a->segs[k].len))
+            return false;
+    return true; /* one is a prefix of the other (or a KEEP's parent is the root) */
+}
+
+static bool writes_top(const struct titem *it, const char *name)
+{
+    for (size_t k = 0; k < it->n; k++)
+        if (touched_len(&it->rules[k]) == 0 ||
+            (it->rules[k].segs[0].len == strlen(name) && !memcmp(it->rules[k].segs[0].s, name, strlen(name))))
+            return true;
+    return false;
+}
+
+/* Items a (earlier) and b can run in one pass with the result of running them in order:
+ * no field written by both (or one inside the other), and a does not write what b's filter
+ * reads. */
+static bool independent(const struct titem *a, const struct titem *b)
+{
+    for (size_t x = 0; x < a->n; x++)
+        for (size_t y = 0; y < b->n; y++)
+            if (overlaps(&a->rules[x], &b->rules[y]))
+                return false;
+    if (b->type && writes_top(a, "type"))
+        return false;
+    if (b->event && (writes_top(a, "event") || writes_top(a, "name")))
+        return false;
+    return true;
+}
+
 int sb_transform_new(const struct sb_kv_list *kv, struct sb_transform **out, char *err,
                      size_t errlen)
 {
@@ -204,6 +246,11 @@ int sb_transform_new(const struct sb_kv_list *kv, struct sb_transform **out, cha
             rc = -EINVAL;
         }
     }
+    if (!rc && t->n && !(t->indep = calloc(t->n * t->n, sizeof *t->indep)))
+        rc = -ENOMEM;
+    for (size_t i = 0; i < t->n && !rc; i++)
+        for (size_t j = i + 1; j < t->n; j++)
+            t->indep[i * t->n + j] = independent(&t->items[i], &t->items[j]);
     if (rc) {
         sb_transform_free(t);
         return rc;
@@ -232,39 +279,71 @@ static bool item_matches(const struct titem *it, const uint8_t *ev, size_t len)
     return true;
 }
 
+static int apply_pass(const struct sb_rw_rule *rules, size_t n, const uint8_t *ev, size_t len,
+                      struct sb_buf *out, struct sb_buf *tmp, bool *changed)
+{
+    const uint8_t *cur = *changed ? out->data : ev;
+    size_t cur_len = *changed ? out->len : len;
+    int rc;
+
+    if (!n)
+        return 0;
+    sb_buf_clear(tmp);
+    if ((rc = sb_rw_apply(cur, cur_len, rules, n, tmp)) == 1) {
+        struct sb_buf sw = *out;
+        *out = *tmp;
+        *tmp = sw;
+        *changed = true;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* Items run in order; consecutive independent ones share one pass over the event (the
+ * cursor's decoding is most of the cost). tmpb and out trade buffers, both stay allocated. */
+static int sb_transform_apply_buf(const struct sb_transform *t, const uint8_t *ev, size_t len,
+                                  struct sb_buf *out, struct sb_buf *tmpb)
+{
+    struct sb_rw_rule batch[128];
+    size_t nb = 0, first = 0;
+    bool changed = false;
+    int rc = 0;
+
+    for (size_t i = 0; i < t->n && !rc; i++) {
+        const struct titem *it = &t->items[i];
+        bool join = nb + it->n <= 128;
+        if (!it->n)
+            continue;
+        for (size_t b = first; b < i && join; b++)
+            join = t->indep[b * t->n + i];
+        if (!join) {
+            rc = apply_pass(batch, nb, ev, len, out, tmpb, &changed);
+            nb = 0;
+            first = i;
+        }
+        if (rc || !item_matches(it, changed ? out->data : ev, changed ? out->len : len))
+            continue;
+        memcpy(batch + nb, it->rules, it->n * sizeof *batch);
+        nb += it->n;
+    }
+    if (!rc)
+        rc = apply_pass(batch, nb, ev, len, out, tmpb, &changed);
+    return rc < 0 ? rc : changed;
+}
+
 int sb_transform_apply(const struct sb_transform *t, const uint8_t *ev, size_t len,
                        struct sb_buf *out)
 {
     struct sb_buf tmp = SB_BUF_INIT;
-    bool changed = false;
-    int rc = 0;
-
-    for (size_t i = 0; i < t->n; i++) {
-        const struct titem *it = &t->items[i];
-        const uint8_t *cur = changed ? out->data : ev;
-        size_t cur_len = changed ? out->len : len;
-        if (!it->n || !item_matches(it, cur, cur_len))
-            continue;
-        sb_buf_clear(&tmp);
-        rc = sb_rw_apply(cur, cur_len, it->rules, it->n, &tmp);
-        if (rc < 0)
-            break;
-        if (rc == 1) {
-            struct sb_buf sw = *out;
-            *out = tmp;
-            tmp = sw;
-            changed = true;
-        }
-        rc = 0;
-    }
+    int rc = sb_transform_apply_buf(t, ev, len, out, &tmp);
     sb_buf_free(&tmp);
-    return rc < 0 ? rc : changed;
+    return rc;
 }
 
 /* ---- the stage ---- */
 struct tstage {
     struct sb_transform *t;
     int source;
+    struct sb_buf tmp; /* kept across events: no allocation per event once warm */
 };
 
 static const char *const transform_reasons[] = {"malformed", NULL};
@@ -277,7 +356,7 @@ static int transform_process(struct sb_stage *st, struct sb_stage_event *ev)
     if (ev->meta->source != ts->source)
         return SB_STAGE_PASS;
     sb_buf_clear(ev->scratch);
-    rc = sb_transform_apply(ts->t, ev->data, ev->len, ev->scratch);
+    rc = sb_transform_apply_buf(ts->t, ev->data, ev->len, ev->scratch, &ts->tmp);
     if (rc == -EINVAL || rc == -E2BIG) {
         /* never pass an event we could not clean: it may carry the PII we were told to strip */
         ev->reason = 0;
@@ -292,6 +371,7 @@ static void transform_destroy(struct sb_stage *st)
 {
     struct tstage *ts = st->state;
     sb_transform_free(ts->t);
+    sb_buf_free(&ts->tmp);
     free(ts);
     free(st);
 }
@@ -307,7 +387,7 @@ struct sb_stage *sb_transform_stage_new(struct sb_transform *t, int source)
         sb_transform_free(t);
         return NULL;
     }
-    *ts = (struct tstage){t, source};
+    *ts = (struct tstage){.t = t, .source = source};
     *st = (struct sb_stage){.name = "transform",
                             .reasons = transform_reasons,
                             .process = transform_process,

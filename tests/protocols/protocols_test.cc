@@ -214,6 +214,32 @@ TEST(Transform, AllowListSetRemoveRenamePerEvent)
     EXPECT_NE(nullptr, strstr(err, "frobnicate")) << err;
 }
 
+TEST(Transform, ItemsActInOrderEvenWhenSharingAPass)
+{
+    // the hash sees the value the earlier item set; the filter sees the earlier rename
+    std::string want = sha256_hex("s" "1");
+    EXPECT_EQ(R"({"event":"B","properties":{"x":")" + want + R"("}})",
+              transform({{"0.set.properties.x", "1"},
+                         {"1.salt", "s"},
+                         {"1.hash.0", "properties.x"},
+                         {"2.event", "a"},
+                         {"2.rename", "B"},
+                         {"3.event", "B"},
+                         {"3.drop.0", "properties.y"}},
+                        R"({"event":"a","properties":{"y":2}})"));
+    // independent items share one pass: same result as one after the other
+    EXPECT_EQ(R"({"type":"track","event":"Order Completed","properties":{"a":1},"context":{}})",
+              transform({{"0.type", "track"},
+                         {"0.drop.0", "properties.email"},
+                         {"1.normalize", "title_case"},
+                         {"2.remove.0", "context.ip"}},
+                        R"({"type":"track","event":"order completed","properties":{"a":1,"email":"e"},"context":{"ip":"x"}})"));
+    // allow-list then set under the same parent: the set field survives
+    EXPECT_EQ(R"({"properties":{"k":1,"n":2}})",
+              transform({{"0.allow.0", "properties.k"}, {"1.set.properties.n", "2"}},
+                        R"({"properties":{"k":1,"z":3}})"));
+}
+
 TEST(Transform, TitleCaseAsTheSeedMiddleware)
 {
     EXPECT_EQ(R"({"event":"Order Completed"})",
