@@ -301,10 +301,11 @@ SEGBUS_API void segbus_client_close(segbus_client_t *client);
 
 /* Wait until every event this client committed before the call has been taken by the daemon
  * (durable once the daemon spools it: it fsyncs before it acknowledges). timeout_ms < 0 waits
- * without bound; 0 only checks. 0 when all were taken, -SEGBUS_ETIMEDOUT when the deadline
+ * without bound, including for a daemon to appear and adopt a standalone ring: pass a deadline
+ * at process exit. 0 only checks. 0 when all were taken, -SEGBUS_ETIMEDOUT when the deadline
  * passed first (some events still in the ring: they are not lost, the daemon takes them later),
- * -SEGBUS_ENODAEMON when no daemon is draining this client's ring (standalone, not adopted yet).
- * Thread-safe. */
+ * -SEGBUS_ENODAEMON when the deadline passed with no daemon draining this client's ring
+ * (standalone, not adopted yet). Thread-safe. */
 SEGBUS_API int segbus_flush(segbus_client_t *client, int64_t timeout_ms);
 
 /* Counters of one client since it was opened (a forked child starts from the parent's counts

@@ -67,8 +67,8 @@ std::string header(rd_kafka_message_t *m, const char *name)
     return std::string((const char *)v, n);
 }
 
-// Read every message of topic (partitions 0..parts-1) from the start until want arrived or
-// 15 s passed.
+// Read every message of topic (partitions 0..parts-1) from the start until want distinct
+// messageIds arrived or 15 s passed.
 std::vector<Got> consume_all(const std::string &bootstraps, const std::string &topic, int parts,
                              size_t want)
 {
@@ -79,6 +79,7 @@ std::vector<Got> consume_all(const std::string &bootstraps, const std::string &t
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
     rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     std::vector<Got> got;
+    std::set<std::string> ids; // duplicates (a retried batch) do not count towards want
     if (!c)
         return got;
     rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(parts);
@@ -87,7 +88,7 @@ std::vector<Got> consume_all(const std::string &bootstraps, const std::string &t
     rd_kafka_assign(c, tp);
     rd_kafka_topic_partition_list_destroy(tp);
     uint64_t until = sb_now_ns() + 15 * SB_NS_PER_S;
-    while (got.size() < want && sb_now_ns() < until) {
+    while (ids.size() < want && sb_now_ns() < until) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
         if (!m)
             continue;
@@ -99,6 +100,7 @@ std::vector<Got> consume_all(const std::string &bootstraps, const std::string &t
             g.mid = header(m, "messageId");
             g.partition = m->partition;
             g.offset = m->offset;
+            ids.insert(g.mid);
             got.push_back(g);
         }
         rd_kafka_message_destroy(m);
