@@ -28,6 +28,8 @@ int sb_cli_exit_code(int rc);
 
 extern const struct sb_cli_cmd sb_cli_track, sb_cli_identify, sb_cli_page, sb_cli_screen,
     sb_cli_group, sb_cli_alias;
+/* Operator commands (cmd_stat.c, cmd_tail.c). */
+extern const struct sb_cli_cmd sb_cli_stat, sb_cli_tail;
 extern const struct sb_cli_cmd sb_cli_plan; /* cmd_plan.c */
 extern const struct sb_cli_cmd sb_cli_demo; /* cmd_demo.c */
 

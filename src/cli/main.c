@@ -8,9 +8,8 @@
 
 /* Every subcommand; others add theirs here (stat, tail, plan, demo, bench, ...). */
 static const struct sb_cli_cmd *const sb_cli_commands[] = {
-    &sb_cli_track, &sb_cli_identify, &sb_cli_page, &sb_cli_screen, &sb_cli_group, &sb_cli_alias,
-    &sb_cli_plan,
-    &sb_cli_demo,
+    &sb_cli_track, &sb_cli_identify, &sb_cli_page, &sb_cli_screen, &sb_cli_group,
+    &sb_cli_alias, &sb_cli_plan,     &sb_cli_stat, &sb_cli_tail,   &sb_cli_demo,
 };
 #define N_COMMANDS (sizeof sb_cli_commands / sizeof sb_cli_commands[0])
 

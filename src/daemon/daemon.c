@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "daemon/tail.h"
 #include "hub/hub.h"
 #include "metrics/metrics.h"
 #include "net/http_server.h"
@@ -39,6 +40,7 @@ struct sb_daemon {
     size_t n_outs;
     struct sb_registry *reg;
     struct sb_http_server *http;
+    struct sb_tail *tail;    /* GET /tail: recent events for `segbus tail` */
     struct sb_hub *hub;      /* the HTTP input (cfg->http.enabled) */
     const char *ring_source; /* name of the source ring events belong to, or NULL */
     int ring_source_idx;     /* its index in cfg->sources (per-source plan/transforms), or -1 */
@@ -93,8 +95,14 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     meta.received_at_ms = 0; /* filled lazily by whoever needs wall time (hub) */
     meta.producer_id = rec->producer;
     meta.source = d->ring_source_idx;
-    if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS)
+    bool tailing = sb_tail_wanted(d->tail, meta.now_ns); /* someone runs `segbus tail` */
+    if (tailing)
+        sb_tail_begin(d->tail);
+    if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS) {
+        if (tailing)
+            sb_tail_end(d->tail, rec->data, rec->len, &meta, false);
         return 0;
+    }
     for (size_t i = 0; i < d->n_outs; i++) {
         struct sb_output_runner *r = d->outs[i];
         if (!sb_output_runner_accepts(r, &meta, d->ring_source)) {
@@ -104,6 +112,8 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
         if (sb_output_runner_add(r, ev, len, meta.now_ns) != 0)
             sb_error("daemon", "%s: out of memory batching an event", sb_output_runner_name(r));
     }
+    if (tailing)
+        sb_tail_end(d->tail, ev, len, &meta, true);
     return 0;
 }
 
@@ -323,6 +333,8 @@ static void on_tick(struct sb_timer *t)
     for (size_t i = 0; i < d->n_outs; i++)
         sb_output_runner_tick(d->outs[i], now, d->stopping);
     check_marks(d);
+    if (d->tail)
+        sb_tail_tick(d->tail, now);
     if (d->hub)
         sb_hub_poll(d->hub);
     {
@@ -412,6 +424,8 @@ static void on_http(void *arg, struct sb_http_exchange *ex, const struct sb_http
             sb_http_respond(ex, 200, &js, 1, body.data, body.len);
         else
             sb_http_respond(ex, 500, NULL, 0, "out of memory\n", 14);
+    } else if (!strcmp(req->path, "/tail") && d->tail) {
+        sb_tail_http(d->tail, ex, req, sb_now_ns());
     } else {
         sb_http_respond(ex, 404, NULL, 0, "not found\n", 10);
     }
@@ -573,8 +587,14 @@ static int hub_submit(void *arg, const uint8_t *event, size_t len, struct sb_eve
 
     d->received++;
     meta->now_ns = sb_now_ns();
-    if (sb_pipeline_run(d->pipeline, event, len, meta, &ev, &n) != SB_STAGE_PASS)
+    bool tailing = sb_tail_wanted(d->tail, meta->now_ns); /* someone runs `segbus tail` */
+    if (tailing)
+        sb_tail_begin(d->tail);
+    if (sb_pipeline_run(d->pipeline, event, len, meta, &ev, &n) != SB_STAGE_PASS) {
+        if (tailing)
+            sb_tail_end(d->tail, event, len, meta, false);
         return 0; /* dropped with a counted reason (e.g. a duplicate): nothing to wait for */
+    }
     for (size_t i = 0; i < d->n_outs; i++) {
         struct sb_output_runner *r = d->outs[i];
         if (!sb_output_runner_accepts(r, meta, source)) {
@@ -584,6 +604,8 @@ static int hub_submit(void *arg, const uint8_t *event, size_t len, struct sb_eve
         if (sb_output_runner_add(r, ev, n, meta->now_ns) != 0)
             return -ENOMEM;
     }
+    if (tailing)
+        sb_tail_end(d->tail, ev, n, meta, true);
     return 0;
 }
 
@@ -780,6 +802,10 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
                  rc == -EADDRINUSE ? "another segbusd listens there" : strerror(-rc));
         goto fail;
     }
+    if (d->cfg->metrics.listen && (rc = sb_tail_new(&d->tail, d->outs, d->n_outs, d->pipeline))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if ((rc = start_metrics(d, err, errlen)) || (rc = start_hub(d, err, errlen)))
         goto fail;
     register_metrics(d);
@@ -825,6 +851,7 @@ void sb_daemon_free(struct sb_daemon *d)
 {
     if (!d)
         return;
+    sb_tail_free(d->tail); /* answers waiting /tail requests */
     if (d->http)
         sb_http_server_free(d->http);
     sb_hub_free(d->hub);
