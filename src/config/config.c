@@ -945,7 +945,7 @@ int sb_config_defaults(struct sb_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = SB_CFG_LOG_INFO;
     cfg->shutdown_timeout_ns = 10 * SB_NS_PER_S;
-    cfg->socket.path = strdup("/run/segbus/segbusd.sock");
+    cfg->socket.path = strdup("/run/segbus/segbus.sock");
     cfg->ring.capacity = 4u << 20;
     cfg->ring.producer_grace_ns = 30 * SB_NS_PER_S;
     cfg->dedup.window_count = 131072;
