@@ -223,7 +223,8 @@ static int check(int argc, char **argv)
     }
     if (f != stdin)
         fclose(f);
-    qsort(t, nt, sizeof *t, cmp_tally);
+    if (nt) /* qsort(NULL, 0, ...) is undefined behaviour */
+        qsort(t, nt, sizeof *t, cmp_tally);
     printf("\nviolations by event, type and field:\n");
     for (size_t i = 0; i < nt; i++) {
         char *a = t[i].key, *b = strchr(a, '\t'), *c = strchr(b + 1, '\t');
