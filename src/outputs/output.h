@@ -55,6 +55,7 @@ struct sb_delivery {
     size_t len;
     uint32_t count;       /* events in it */
     uint32_t retry_count; /* 0 on the first attempt: send X-Retry-Count when > 0 */
+    uint64_t seq;         /* the batch's spool record: the same for every attempt at it */
     void *runner;         /* private */
 };
 
@@ -74,6 +75,7 @@ extern const struct sb_output_plugin sb_output_hub;      /* segbus hub, msgpack 
 extern const struct sb_output_plugin sb_output_sqlite;   /* warehouse schema in SQLite */
 extern const struct sb_output_plugin sb_output_postgres; /* warehouse schema in PostgreSQL */
 extern const struct sb_output_plugin sb_output_kafka;    /* Kafka topic per source (kafka.c) */
+extern const struct sb_output_plugin sb_output_webhook;  /* signed JSON POSTs (webhook.c) */
 
 /* The plugin for a type, or NULL if this build has none. */
 const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type);

@@ -14,6 +14,7 @@
 #include "mp/mp_reader.h"
 #include "net/loop.h"
 #include "outputs/output.h"
+#include "outputs/route.h"
 #include "pipeline/batch.h"
 #include "pipeline/stage.h"
 #include "spool/spool.h"
@@ -82,6 +83,8 @@ const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type)
         return &sb_output_postgres;
     case SB_OUTPUT_KAFKA:
         return &sb_output_kafka;
+    case SB_OUTPUT_WEBHOOK:
+        return &sb_output_webhook;
     default:
         return NULL;
     }
@@ -285,30 +288,7 @@ int sb_output_runner_add(struct sb_output_runner *r, const uint8_t *event, size_
 bool sb_output_runner_accepts(const struct sb_output_runner *r, const struct sb_event_meta *meta,
                               const char *source_name)
 {
-    const struct sb_output_config *c = r->cfg;
-    const char *call = sb_call_name(meta->call);
-    bool allowed;
-
-    if (c->sources.n) {
-        bool found = false;
-        for (size_t i = 0; source_name && i < c->sources.n; i++)
-            found |= !strcmp(c->sources.items[i], source_name);
-        if (!found)
-            return false;
-    }
-    for (size_t i = 0; i < c->deny.n; i++) {
-        const char *n = c->deny.items[i];
-        if (!strcmp(n, call) || (meta->event && strlen(n) == meta->event_len &&
-                                 !memcmp(n, meta->event, meta->event_len)))
-            return false;
-    }
-    allowed = c->allow.n == 0;
-    for (size_t i = 0; i < c->allow.n && !allowed; i++) {
-        const char *n = c->allow.items[i];
-        allowed = !strcmp(n, call) || (meta->event && strlen(n) == meta->event_len &&
-                                       !memcmp(n, meta->event, meta->event_len));
-    }
-    return allowed;
+    return sb_route_check(r->cfg, meta, source_name) == SB_ROUTE_TAKE;
 }
 
 /* ---- dead letters ------------------------------------------------------------------------- */
@@ -525,6 +505,7 @@ static void attempt(struct sb_output_runner *r)
                                 .len = r->batch.len,
                                 .count = r->batch_count,
                                 .retry_count = r->retry.retries,
+                                .seq = r->batch_seq,
                                 .runner = r};
     r->in_flight = true;
     rc = r->plugin->deliver(r->state, &r->d);
