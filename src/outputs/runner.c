@@ -64,6 +64,11 @@ struct sb_output_runner {
     int dl_fd;
     uint64_t rng;
     struct sb_output_counters c;
+    struct sb_output_status st; /* done and retrying are computed when asked */
+    struct {
+        uint64_t from, to; /* events (from, to] by delivery order */
+    } dead[SB_OUTPUT_DEAD_RANGES];
+    unsigned dead_next;
 };
 
 static const char *const type_plugins_note = "not available in this build yet";
@@ -430,6 +435,28 @@ static int split_batch(struct sb_output_runner *r)
     return 0;
 }
 
+static void note_failure(struct sb_output_runner *r, int status)
+{
+    r->st.last_error_status = status;
+    r->st.last_error_ms = sb_wall_ms();
+    r->st.consecutive_failures++;
+}
+
+void sb_output_runner_status(const struct sb_output_runner *r, struct sb_output_status *st)
+{
+    *st = r->st;
+    st->done = r->c.sent + r->c.dead_lettered;
+    st->retrying = r->have_batch && r->retry.retries ? r->batch_count : 0;
+}
+
+bool sb_output_runner_dead_lettered(const struct sb_output_runner *r, uint64_t k)
+{
+    for (unsigned i = 0; i < SB_OUTPUT_DEAD_RANGES && i < r->dead_next; i++)
+        if (k > r->dead[i].from && k <= r->dead[i].to)
+            return true;
+    return false;
+}
+
 void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
 {
     struct sb_output_runner *r = d->runner;
@@ -461,6 +488,8 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
                           r->cfg->max_retry_duration_ns, next_rand(r), &delay);
     switch (o) {
     case SB_HTTP_SUCCESS:
+        r->st.last_success_ms = sb_wall_ms();
+        r->st.consecutive_failures = 0;
         r->c.sent += r->batch_count;
         r->c.sent_batches++;
         sb_spool_ack(r->spool, r->index, r->batch_seq);
@@ -468,6 +497,7 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
         r->have_batch = false;
         break;
     case SB_HTTP_RETRY:
+        note_failure(r, res->status);
         r->c.failed_attempts++;
         r->c.retried++;
         r->retry_at_ns = now + delay;
@@ -476,6 +506,11 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
                 (double)delay / 1e9);
         break;
     case SB_HTTP_DEAD_LETTER:
+        note_failure(r, res->status);
+        r->dead[r->dead_next % SB_OUTPUT_DEAD_RANGES].from = r->c.sent + r->c.dead_lettered;
+        r->dead[r->dead_next % SB_OUTPUT_DEAD_RANGES].to =
+            r->c.sent + r->c.dead_lettered + r->batch_count;
+        r->dead_next++;
         r->c.failed_attempts++;
         r->c.dead_lettered += r->batch_count;
         sb_error("output", "%s: batch of %u events refused (%s %d): written to %s", r->cfg->name,
@@ -562,6 +597,33 @@ void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool for
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
+static double g_last_error_status(void *arg)
+{
+    return ((struct sb_output_runner *)arg)->st.last_error_status;
+}
+
+static double g_last_error_time(void *arg)
+{
+    return (double)((struct sb_output_runner *)arg)->st.last_error_ms / 1e3;
+}
+
+static double g_last_success_time(void *arg)
+{
+    return (double)((struct sb_output_runner *)arg)->st.last_success_ms / 1e3;
+}
+
+static double g_consecutive_failures(void *arg)
+{
+    return (double)((struct sb_output_runner *)arg)->st.consecutive_failures;
+}
+
+static double g_retrying(void *arg)
+{
+    struct sb_output_status st;
+    sb_output_runner_status(arg, &st);
+    return st.retrying;
+}
+
 static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
 {
     const char *const out[] = {"output", r->cfg->name, NULL};
@@ -586,6 +648,21 @@ static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
                            &r->c.dead_lettered);
     sb_metrics_counter_ref(m, SB_M_DROPPED, "Events not delivered to an output, by reason.", filt,
                            &r->c.dropped_filtered);
+    sb_metrics_gauge_fn(m, SB_M_LAST_ERROR_STATUS,
+                        "HTTP status (or -errno) of the output's last failed attempt; 0: none.",
+                        out, g_last_error_status, r);
+    sb_metrics_gauge_fn(m, SB_M_LAST_ERROR_TIME,
+                        "Unix time of the output's last failed attempt; 0: none.", out,
+                        g_last_error_time, r);
+    sb_metrics_gauge_fn(m, SB_M_LAST_SUCCESS_TIME,
+                        "Unix time of the output's last delivered batch; 0: none.", out,
+                        g_last_success_time, r);
+    sb_metrics_gauge_fn(m, SB_M_CONSECUTIVE_FAILURES,
+                        "Failed attempts of the output since its last success.", out,
+                        g_consecutive_failures, r);
+    sb_metrics_gauge_fn(m, SB_M_RETRYING,
+                        "Events in the output's batch being retried (0: not retrying).", out,
+                        g_retrying, r);
 }
 
 int sb_output_runner_new(struct sb_output_runner **out, const struct sb_output_config *cfg,
