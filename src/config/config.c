@@ -476,8 +476,7 @@ static const struct field output_settings_fields[] = {
     {"dsn", K_STR, OO(dsn), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_POSTGRES)},
     {"schema", K_STR, OO(schema), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_POSTGRES)},
     {"secret", K_STR, OO(secret), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
-    {"signature_header", K_STR, OO(signature_header), 0, 0, NULL, NULL, NULL,
-     T(SB_OUTPUT_WEBHOOK)},
+    {"signature_header", K_STR, OO(signature_header), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
     {"mode", K_ENUM, OO(webhook_mode), 0, 0, webhook_modes, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
     {"headers", K_KV, OO(headers), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
     {"brokers", K_STR, OO(brokers), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_KAFKA)},
@@ -1146,8 +1145,8 @@ static int check_webhook_headers(struct ctx *c, yaml_node_t *item, const char *p
                                  const struct sb_output_config *o)
 {
     static const char *const reserved[] = {
-        "Content-Length", "Content-Type", "Content-Encoding", "Transfer-Encoding", "Host",
-        "Connection",     "X-Retry-Count", "Expect",         "Upgrade",           NULL};
+        "Content-Length", "Content-Type",  "Content-Encoding", "Transfer-Encoding", "Host",
+        "Connection",     "X-Retry-Count", "Expect",           "Upgrade",           NULL};
     const char *sig = o->signature_header ? o->signature_header : "X-Signature";
 
     if (!http_token(sig))
@@ -1166,9 +1165,8 @@ static int check_webhook_headers(struct ctx *c, yaml_node_t *item, const char *p
                 return fail(c, item, path, "settings.headers (line %d): %s is set by segbusd",
                             h->line, h->path);
         if (!strcasecmp(h->path, sig))
-            return fail(c, item, path,
-                        "settings.headers (line %d): %s is the signature header", h->line,
-                        h->path);
+            return fail(c, item, path, "settings.headers (line %d): %s is the signature header",
+                        h->line, h->path);
         for (const char *q = h->value; *q; q++)
             if ((unsigned char)*q < ' ' && *q != '\t')
                 return fail(c, item, path,

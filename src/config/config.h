@@ -100,7 +100,7 @@ struct sb_output_config {
     struct sb_str_list sources;   /* names of the sources that feed it; empty = all */
     struct sb_str_list allow;     /* event names (track) or types to deliver; empty = all */
     struct sb_str_list deny;      /* event names or types never delivered; wins over allow */
-    char *integration; /* its key in an event's `integrations` object; NULL = name */
+    char *integration;            /* its key in an event's `integrations` object; NULL = name */
     struct sb_batch_limits batch; /* the global batch limits with this output's overrides */
     int line;
 

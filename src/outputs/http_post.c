@@ -36,8 +36,8 @@ int sb_http_post_new(struct sb_http_post **out, const struct sb_output_config *c
     if (!p)
         return -ENOMEM;
     p->cfg = cfg;
-    snprintf(url, sizeof url, "%s://%s%s%s:%u", cfg->endpoint.tls ? "https" : "http",
-             v6 ? "[" : "", host, v6 ? "]" : "", cfg->endpoint.port);
+    snprintf(url, sizeof url, "%s://%s%s%s:%u", cfg->endpoint.tls ? "https" : "http", v6 ? "[" : "",
+             host, v6 ? "]" : "", cfg->endpoint.port);
     o.url = url;
     o.ca_file = cfg->tls_ca_file;
     o.max_connections = 1; /* one batch in flight per output: order is the spool's */
@@ -75,8 +75,8 @@ static void on_response(void *arg, int err, const struct sb_http_response *resp,
 }
 
 int sb_http_post_send(struct sb_http_post *p, const void *body, size_t len,
-                      const char *content_type, const struct sb_http_header *extra,
-                      size_t n_extra, uint32_t retry_count, sb_http_post_done_fn done, void *arg)
+                      const char *content_type, const struct sb_http_header *extra, size_t n_extra,
+                      uint32_t retry_count, sb_http_post_done_fn done, void *arg)
 {
     struct sb_http_header hdrs[MAX_HEADERS];
     struct sb_http_request req = {.method = "POST", .path = p->cfg->endpoint.path};

@@ -30,8 +30,8 @@ int sb_http_post_new(struct sb_http_post **out, const struct sb_output_config *c
  * headers added after the common ones. retry_count > 0 sends X-Retry-Count. The body is copied.
  * 0 (done runs later), or -ENOMEM / -EINVAL (done never runs). */
 int sb_http_post_send(struct sb_http_post *p, const void *body, size_t len,
-                      const char *content_type, const struct sb_http_header *extra,
-                      size_t n_extra, uint32_t retry_count, sb_http_post_done_fn done, void *arg);
+                      const char *content_type, const struct sb_http_header *extra, size_t n_extra,
+                      uint32_t retry_count, sb_http_post_done_fn done, void *arg);
 /* Fails the request in flight (its done runs now with -ECANCELED). NULL is a no-op. */
 void sb_http_post_free(struct sb_http_post *p);
 
