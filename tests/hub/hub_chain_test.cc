@@ -110,20 +110,6 @@ double metric(const std::string &text, const std::string &series)
     return p == std::string::npos ? -1 : atof(text.c_str() + p + series.size() + 2);
 }
 
-std::string run(const std::string &cmd)
-{
-    std::string out;
-    FILE *p = popen(cmd.c_str(), "r");
-    if (!p)
-        return out;
-    char buf[4096];
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, p)) > 0)
-        out.append(buf, k);
-    pclose(p);
-    return out;
-}
-
 // Writes n track events "<prefix>-<i>" into the sidecar's ring from `producers` threads and
 // waits until the sidecar has them durable.
 void produce(const std::string &sock, const std::string &prefix, int producers, int n)
@@ -231,12 +217,10 @@ TEST(HubChain, SidecarToHubWebhookDownOthersFlowThenCatchesUp)
         },
         10000))
         << http_get(hmport, "/metrics") << slurp(hub_log);
-    std::string segbus = Segbusd::binary();
-    segbus = segbus.substr(0, segbus.rfind("/daemon/")) + "/cli/segbus";
     std::string addr = "127.0.0.1:" + std::to_string(hmport);
-    std::string stat = run(segbus + " stat --metrics " + addr + " 2>&1");
+    std::string stat = run_program(segbus_cli(), {"stat", "--metrics", addr}).out;
     EXPECT_NE(stat.find("webhook    FAILING"), std::string::npos) << stat;
-    std::string stat_json = run(segbus + " stat --json --metrics " + addr + " 2>&1");
+    std::string stat_json = run_program(segbus_cli(), {"stat", "--json", "--metrics", addr}).out;
     size_t wj = stat_json.find("\"webhook\":{");
     // The webhook's row (outputs are in config order: the file's row follows it).
     std::string wrow =
@@ -244,7 +228,9 @@ TEST(HubChain, SidecarToHubWebhookDownOthersFlowThenCatchesUp)
     EXPECT_NE(wrow.find("\"last_error\":\""), std::string::npos) << stat_json; // e.g. refused
     EXPECT_EQ(wrow.find("\"consecutive_failures\":0"), std::string::npos) << wrow;
     EXPECT_NE(wrow.find("\"retrying_events\":250"), std::string::npos) << wrow; // one hub batch
-    std::string tail = run(segbus + " tail --metrics " + addr + " --last 4096 --count 100 2>&1");
+    std::string tail =
+        run_program(segbus_cli(), {"tail", "--metrics", addr, "--last", "4096", "--count", "100"})
+            .out;
     EXPECT_NE(tail.find("webhook=retrying"), std::string::npos) << tail;
     EXPECT_NE(tail.find("warehouse=delivered"), std::string::npos) << tail;
     EXPECT_EQ(tail.find("webhook=delivered"), std::string::npos) << tail;
@@ -323,21 +309,13 @@ void restart_mid_stream(bool sigkill)
         << slurp(tmp / "hub1.log");
 
     const int n = 12000;
-    std::string node_out;
-    int node_rc = -1;
-    std::thread client([&] {
-        // Retries up to ~30 s (the backoff is capped at 1 s): enough to outlast a restart.
-        std::string cmd = "cd " + nodedir + " && SEGBUS_NODE_MAX_RETRIES=40 node send_hub.js " +
-                          std::to_string(port) + " wk_e2e " + std::to_string(n) + " rs 2>&1";
-        FILE *p = popen(cmd.c_str(), "r");
-        if (!p)
-            return;
-        char buf[4096];
-        size_t k;
-        while ((k = fread(buf, 1, sizeof buf, p)) > 0)
-            node_out.append(buf, k);
-        node_rc = pclose(p);
-    });
+    // Retries up to ~30 s (the client's backoff is capped at 1 s): enough to outlast a restart.
+    Child client;
+    ASSERT_TRUE(
+        client.start("/bin/sh",
+                     {"-c", "cd " + nodedir + " && exec node send_hub.js " + std::to_string(port) +
+                                " wk_e2e " + std::to_string(n) + " rs"},
+                     {{"SEGBUS_NODE_MAX_RETRIES", "40"}}));
     // Mid-stream: once a fifth of the events have reached the hub.
     bool mid = wait_for(
         [&] {
@@ -351,9 +329,10 @@ void restart_mid_stream(bool sigkill)
         EXPECT_EQ(hub.stop(15), 0) << slurp(tmp / "hub1.log");
     Segbusd hub2;
     ASSERT_TRUE(hub2.start(cfg, tmp / "hub2.log"));
-    client.join();
+    RunResult node = client.wait(60);
+    std::string node_out = node.out + node.err;
     ASSERT_TRUE(mid) << "the hub never saw a fifth of the events: " << slurp(tmp / "hub1.log");
-    ASSERT_EQ(node_rc, 0) << node_out << slurp(tmp / "hub2.log");
+    ASSERT_EQ(node.code, 0) << node_out << slurp(tmp / "hub2.log");
     printf("analytics-node: %s", node_out.c_str());
     // The client saw the restart: refused connections or 503s, and retried them.
     EXPECT_TRUE(node_out.find("\"neterrors\":0") == std::string::npos ||
