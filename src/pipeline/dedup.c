@@ -143,6 +143,10 @@ int sb_dedup_check(struct sb_dedup *d, const void *id, size_t len, uint64_t now_
     d->index[i].pos1 = pos + 1;
     d->index[i].tag = (uint32_t)h.low64;
     d->count++;
+    /* The next call (at a full window) removes the oldest id: start loading its home slot now,
+     * so that the lookup's cache miss is the only one that call waits for. */
+    if (d->count == d->cap)
+        __builtin_prefetch(&d->index[(uint32_t)d->fifo[d->head].lo & d->mask], 1);
     return 0;
 }
 
