@@ -73,6 +73,7 @@ struct sb_daemon {
     int result;
 
     uint64_t received, unknown_records;
+    uint64_t drain_now_ns; /* the drain's clock: see on_record */
     /* Copies of the spool's loss counters, refreshed every tick, for metrics. */
     uint64_t spool_dropped_oldest, spool_dropped_corrupt, spool_refused_full;
 };
@@ -90,8 +91,11 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
         d->unknown_records++;
         return 0;
     }
-    d->received++;
-    meta.now_ns = sb_now_ns();
+    /* The clock is read once per 64 events (and per drain call): a read per event was 4% of
+     * the drain, and the time only orders dedup windows and batch deadlines. */
+    if ((d->received++ & 63) == 0)
+        d->drain_now_ns = sb_now_ns();
+    meta.now_ns = d->drain_now_ns;
     meta.received_at_ms = 0; /* filled lazily by whoever needs wall time (hub) */
     meta.producer_id = rec->producer;
     meta.source = d->ring_source_idx;
@@ -240,7 +244,8 @@ static void drain(struct sb_daemon *d)
         long n;
         if (backlogged(d))
             return;
-        n = sb_registry_drain(d->reg, on_record, d, (int64_t)sb_now_ns());
+        d->drain_now_ns = sb_now_ns();
+        n = sb_registry_drain(d->reg, on_record, d, (int64_t)d->drain_now_ns);
         if (n <= 0)
             break;
         mark_drained(d); /* per round: one round moves a head by at most a capacity */
@@ -368,7 +373,8 @@ void sb_daemon_stop(struct sb_daemon *d)
     sb_info("daemon", "shutting down: draining, flushing, delivering (up to %.1f s)",
             (double)d->cfg->shutdown_timeout_ns / 1e9);
     /* Take what producers committed up to now, then stop waiting for more. */
-    (void)sb_registry_drain(d->reg, on_record, d, (int64_t)sb_now_ns());
+    d->drain_now_ns = sb_now_ns();
+    (void)sb_registry_drain(d->reg, on_record, d, (int64_t)d->drain_now_ns);
     mark_drained(d); /* released once delivered, so the next daemon does not read it again */
     d->stopping = true;
     d->stop_deadline_ns = sb_now_ns() + d->cfg->shutdown_timeout_ns;
