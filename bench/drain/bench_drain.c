@@ -3,7 +3,8 @@
  * with fdatasync). 256 B track events with unique messageIds are written into an in-memory ring
  * (not timed), then drained (timed) in rounds, as segbusd's drain does (same stages, same
  * defaults: dedup window 131072 ids / 10 min, batches of 2500 events / 500 KB).
- *   bench_drain SPOOL_DIR [EVENTS]
+ *   bench_drain SPOOL_DIR [EVENTS [CASES]]     CASES: "all" (default), or a list of hub,json,spool
+ *                                              (to profile one path)
  * Prints one JSON line per case (see bench/run); progress on stderr. */
 #include <errno.h>
 #include <inttypes.h>
@@ -194,7 +195,8 @@ static uint64_t drain(struct bench *b)
     int rounds = 0;
 
     while (sb_ring_reader_ready(&b->rd)) {
-        int got = sb_ring_read(&b->rd, (int64_t)sb_now_ns());
+        uint64_t now = sb_now_ns(); /* one clock read per round, as segbusd's drain */
+        int got = sb_ring_read(&b->rd, (int64_t)now);
         for (int i = 0; i < got; i++) {
             const struct sb_ring_rec *rec = &b->rd.recs[i];
             struct sb_event_meta meta = {0};
@@ -202,7 +204,7 @@ static uint64_t drain(struct bench *b)
             size_t len;
             if (rec->type != SEGBUS_RECORD_TYPE_EVENT)
                 continue;
-            meta.now_ns = sb_now_ns();
+            meta.now_ns = now;
             meta.producer_id = rec->producer;
             meta.source = -1;
             if (sb_pipeline_run(b->pipeline, rec->data, rec->len, &meta, &ev, &len) !=
@@ -355,10 +357,20 @@ int main(int argc, char **argv)
     /* warm up: page in the ring, the dedup tables and the buffers */
     run_case(&b, HUB, cfg.dedup.window_count + 50000);
 
-    struct result hub = measure(&b, HUB, events, "ring -> msgpack hub batches");
-    row("drain_msgpack_hub", "events/s", hub.wall_eps, ">= 3000000", hub.wall_eps >= 3e6, &hub);
-    struct result json = measure(&b, JSON, events, "ring -> Segment JSON batches");
-    row("drain_segment_json", "events/s", json.wall_eps, ">= 1000000", json.wall_eps >= 1e6, &json);
+    const char *cases = argc > 3 ? argv[3] : "all";
+    int all = !strcmp(cases, "all");
+    struct result hub = {0}, json = {0};
+    if (all || strstr(cases, "hub") || strstr(cases, "spool")) {
+        hub = measure(&b, HUB, events, "ring -> msgpack hub batches");
+        row("drain_msgpack_hub", "events/s", hub.wall_eps, ">= 3000000", hub.wall_eps >= 3e6, &hub);
+    }
+    if (all || strstr(cases, "json")) {
+        json = measure(&b, JSON, events, "ring -> Segment JSON batches");
+        row("drain_segment_json", "events/s", json.wall_eps, ">= 1000000", json.wall_eps >= 1e6,
+            &json);
+    }
+    if (!all && !strstr(cases, "spool"))
+        goto out;
 
     struct sb_spool_opts so;
     const char *outs[] = {"hub"};
@@ -384,6 +396,7 @@ int main(int argc, char **argv)
 
     sb_spool_close(b.spool);
     sb_loop_free(b.loop);
+out:
     sb_batcher_free(b.batcher);
     sb_pipeline_free(b.pipeline);
     sb_ring_reader_free(&b.rd);
