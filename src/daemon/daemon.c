@@ -46,6 +46,8 @@ struct sb_daemon {
     int ring_source_idx;     /* its index in cfg->sources (per-source plan/transforms), or -1 */
 
     struct sb_timer tick;
+    struct sb_timer flush_timer; /* the earliest open batch's deadline (see arm_flush) */
+    uint64_t flush_at;           /* the deadline it is armed for; 0: not armed */
     struct sb_op futex_op;
     bool futex_armed;
     struct sb_op listen_op;
@@ -235,6 +237,7 @@ static bool backlogged(const struct sb_daemon *d)
 }
 
 static void arm_futex(struct sb_daemon *d);
+static void arm_flush(struct sb_daemon *d);
 
 /* Drain every ring until empty (bounded), unless the spool pushes back: then leave records in
  * the rings, which fill and make producers apply their full-ring policy. */
@@ -252,6 +255,40 @@ static void drain(struct sb_daemon *d)
     }
     check_marks(d);
     arm_futex(d);
+    arm_flush(d);
+}
+
+/* A batch due before the next tick is closed at its deadline, not up to a tick late: the tick
+ * alone put up to 5 ms on top of flush_interval in the delivery latency. */
+static void on_flush(struct sb_timer *t)
+{
+    struct sb_daemon *d = SB_CONTAINER_OF(t, struct sb_daemon, flush_timer);
+    uint64_t now = sb_now_ns();
+
+    d->flush_at = 0;
+    for (size_t i = 0; i < d->n_outs; i++)
+        if (sb_output_runner_deadline(d->outs[i]) <= now)
+            sb_output_runner_tick(d->outs[i], now, false);
+    check_marks(d);
+    arm_flush(d);
+}
+
+static void arm_flush(struct sb_daemon *d)
+{
+    uint64_t due = UINT64_MAX, now;
+
+    if (d->stopping)
+        return; /* the tick flushes everything now */
+    for (size_t i = 0; i < d->n_outs; i++) {
+        uint64_t t = sb_output_runner_deadline(d->outs[i]);
+        if (t < due)
+            due = t;
+    }
+    if (due == UINT64_MAX || (d->flush_at && d->flush_at <= due))
+        return;
+    now = sb_now_ns();
+    if (sb_timer_start(d->loop, &d->flush_timer, due > now ? due - now : 0, on_flush) == 0)
+        d->flush_at = due;
 }
 
 static void on_futex(struct sb_op *op, int res, uint32_t flags)
@@ -363,6 +400,7 @@ static void on_tick(struct sb_timer *t)
             return;
         }
     }
+    arm_flush(d);
     sb_timer_start(d->loop, &d->tick, SB_TICK_NS, on_tick);
 }
 
