@@ -82,6 +82,19 @@ struct sb_daemon {
 
 /* ---- the drain ---------------------------------------------------------------------------- */
 
+static bool backlogged(const struct sb_daemon *d);
+
+/* Stop the registry's drain call at the end of a ring batch (never inside one: the rest of a
+ * batch would not be read again) once an output holds batches the spool refused. One drain
+ * call reads up to 64 ring batches; going on after the spool pushed back copied every batch
+ * made meanwhile into the backlog, which was most of the daemon's peak memory. */
+static int stop_after(struct sb_daemon *d, size_t ring, const struct sb_ring_rec *rec)
+{
+    struct sb_ring_reader *rd = sb_registry_reader(d->reg, ring);
+
+    return rd && rec == &rd->recs[rd->nrecs - 1] && backlogged(d);
+}
+
 static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
 {
     struct sb_daemon *d = ctx;
@@ -91,7 +104,7 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
 
     if (rec->type != SEGBUS_RECORD_TYPE_EVENT) {
         d->unknown_records++;
-        return 0;
+        return stop_after(d, ring, rec);
     }
     /* The clock is read once per 64 events (and per drain call): a read per event was 4% of
      * the drain, and the time only orders dedup windows and batch deadlines. */
@@ -107,7 +120,7 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS) {
         if (tailing)
             sb_tail_end(d->tail, rec->data, rec->len, &meta, false);
-        return 0;
+        return stop_after(d, ring, rec);
     }
     for (size_t i = 0; i < d->n_outs; i++) {
         struct sb_output_runner *r = d->outs[i];
@@ -120,7 +133,7 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     }
     if (tailing)
         sb_tail_end(d->tail, ev, len, &meta, true);
-    return 0;
+    return stop_after(d, ring, rec);
 }
 
 static struct dmark *mark_at(struct sb_daemon *d, size_t i)
@@ -537,6 +550,11 @@ static double ring_fill(void *arg)
     return tail >= rd->head ? (double)(tail - rd->head) / (double)rd->ring.capacity : 0;
 }
 
+static double output_backlog(void *arg)
+{
+    return (double)sb_output_runner_backlog(arg);
+}
+
 static double producers(void *arg)
 {
     return (double)sb_registry_live_producers(((struct sb_daemon *)arg)->reg);
@@ -618,6 +636,14 @@ static void register_metrics(struct sb_daemon *d)
                             ring_fill, d);
     }
     sb_metrics_gauge_fn(m, SB_M_PRODUCERS, "Producers registered and alive.", NULL, producers, d);
+    for (size_t i = 0; i < d->n_outs; i++) {
+        const char *const l[] = {"output", sb_output_runner_name(d->outs[i]), NULL};
+        sb_metrics_gauge_fn(m, "segbus_output_backlog_batches",
+                            i ? NULL
+                              : "Closed batches held in memory: the spool refused them "
+                                "(full); draining waits meanwhile.",
+                            l, output_backlog, d->outs[i]);
+    }
 }
 
 /* ---- the hub's HTTP input (src/hub): its events take the ring's path ------------------------ */
