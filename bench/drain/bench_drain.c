@@ -45,6 +45,7 @@ struct bench {
     struct sb_ring_reader rd;
     /* the daemon's stages and one output's batcher */
     struct sb_pipeline *pipeline;
+    struct sb_dedup *dedup;
     struct sb_batcher *batcher;
     enum mode mode;
     struct sb_buf body, rec; /* JSON body; tag + envelope for the spool */
@@ -202,6 +203,11 @@ static uint64_t drain(struct bench *b)
             struct sb_event_meta meta = {0};
             const uint8_t *ev;
             size_t len;
+            const uint8_t *next_id;
+            size_t next_len;
+            if (i + 1 < got &&
+                sb_event_guess_message_id(rec[1].data, rec[1].len, &next_id, &next_len))
+                sb_dedup_prefetch(b->dedup, next_id, next_len); /* as segbusd's on_record */
             if (rec->type != SEGBUS_RECORD_TYPE_EVENT)
                 continue;
             meta.now_ns = now;
@@ -344,6 +350,7 @@ int main(int argc, char **argv)
         die("verify", ENOMEM);
     if ((rc = sb_dedup_new(&dd, cfg.dedup.window_count, cfg.dedup.window_ns)))
         die("dedup", rc);
+    b.dedup = dd;
     if (!(st = sb_dedup_stage_new(dd)) || sb_pipeline_add(b.pipeline, st))
         die("dedup stage", ENOMEM);
     if ((rc = sb_batcher_new(&b.batcher, &cfg.batch, emit, &b)))

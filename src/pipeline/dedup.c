@@ -150,6 +150,12 @@ int sb_dedup_check(struct sb_dedup *d, const void *id, size_t len, uint64_t now_
     return 0;
 }
 
+void sb_dedup_prefetch(const struct sb_dedup *d, const void *id, size_t len)
+{
+    if (d->cap)
+        __builtin_prefetch(&d->index[(uint32_t)XXH3_128bits(id, len).low64 & d->mask]);
+}
+
 static const char *const dedup_reasons[] = {"duplicate", NULL};
 
 static int dedup_process(struct sb_stage *stage, struct sb_stage_event *ev)

@@ -213,6 +213,30 @@ int sb_event_inspect(const uint8_t *data, size_t len, struct sb_event_meta *meta
 #undef NIL
 }
 
+int sb_event_guess_message_id(const uint8_t *data, size_t len, const uint8_t **id, size_t *id_len)
+{
+    static const uint8_t key[10] = {0xa9, 'm', 'e', 's', 's', 'a', 'g', 'e', 'I', 'd'};
+    const uint8_t *p = memmem(data, len, key, sizeof key), *end = data + len;
+    size_t n;
+
+    if (!p || end - (p += sizeof key) < 2)
+        return 0;
+    if ((*p & 0xe0) == 0xa0) { /* fixstr */
+        n = *p & 0x1fu;
+        p += 1;
+    } else if (*p == 0xd9) { /* str8: a UUID's 36 characters */
+        n = p[1];
+        p += 2;
+    } else {
+        return 0;
+    }
+    if (n > (size_t)(end - p))
+        return 0;
+    *id = p;
+    *id_len = n;
+    return 1;
+}
+
 static int verify_process(struct sb_stage *stage, struct sb_stage_event *ev)
 {
     int rc = sb_event_inspect(ev->data, ev->len, ev->meta);

@@ -317,4 +317,27 @@ TEST(Verify, OnePassKeepsEveryRule)
     EXPECT_EQ(-1 - SB_VERIFY_MALFORMED, inspect(odd));
 }
 
+// The messageId guess used for prefetching: a fixstr or str8 after the key text, never read
+// past the bytes; anything else is no guess.
+TEST(Verify, GuessMessageId)
+{
+    const uint8_t *id;
+    size_t n;
+    std::string uuid = "0193a8c2-7f00-7000-8000-000000000001";
+    std::string ev = track(uuid);
+    ASSERT_EQ(1, sb_event_guess_message_id((const uint8_t *)ev.data(), ev.size(), &id, &n));
+    EXPECT_EQ(uuid, std::string((const char *)id, n));
+    ev = track("m-1");
+    ASSERT_EQ(1, sb_event_guess_message_id((const uint8_t *)ev.data(), ev.size(), &id, &n));
+    EXPECT_EQ("m-1", std::string((const char *)id, n));
+    std::string key = "\xa9messageId";
+    for (std::string bad : {std::string(), key, key + "\xd9", key + "\xd9\x05" + "abcd",
+                            key + "\xa5" + "abcd", key + "\x01\x02", std::string("\x81")}) {
+        EXPECT_EQ(0, sb_event_guess_message_id((const uint8_t *)bad.data(), bad.size(), &id, &n))
+            << bad.size();
+    }
+    std::string cut = ev.substr(0, ev.find("m-1") + 2); // the id's last byte missing
+    EXPECT_EQ(0, sb_event_guess_message_id((const uint8_t *)cut.data(), cut.size(), &id, &n));
+}
+
 } // namespace
