@@ -215,17 +215,8 @@ int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it)
     return decode(r, it) ? 0 : -EINVAL;
 }
 
-int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it)
+int sb_mp_next_any(struct sb_mp_reader *r, struct sb_mp_item *it)
 {
-    /* Fast path for the commonest item of events, a short string (keys, ids, names). */
-    if (r->p < r->end && (*r->p & 0xe0) == 0xa0 &&
-        (size_t)(*r->p & 0x1f) < (size_t)(r->end - r->p)) {
-        it->type = SB_MP_STR;
-        it->v.str.ptr = r->p + 1;
-        it->v.str.len = *r->p & 0x1fu;
-        r->p += 1 + it->v.str.len;
-        return 0;
-    }
     size_t n = decode(r, it);
     if (!n)
         return -EINVAL;

@@ -77,7 +77,9 @@ static inline size_t sb_mp_reader_left(const struct sb_mp_reader *r)
  * container whose count could not fit in the bytes left is refused up front, so loops over
  * v.count are bounded by the input size. 0, or -EINVAL on truncation, the never-used byte 0xc1
  * or an empty input; the cursor does not move on error. */
-int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it);
+static inline int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it);
+/* sb_mp_next for any item (sb_mp_next inlines only the commonest, a short string). */
+int sb_mp_next_any(struct sb_mp_reader *r, struct sb_mp_item *it);
 /* Like sb_mp_next without moving the cursor. */
 int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it);
 /* Skip one whole value (nested containers included), iteratively: no recursion, no depth
@@ -104,6 +106,21 @@ int sb_mp_check(const void *data, size_t len, unsigned max_depth);
  * unmoved) if the item is of another type. sb_mp_read_int accepts UINT up to INT64_MAX and INT. */
 int sb_mp_read_str(struct sb_mp_reader *r, const char **s, size_t *len);
 int sb_mp_read_int(struct sb_mp_reader *r, int64_t *v);
+
+static inline int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    /* Inline fast path for a short string (event keys, ids, names): a call per item was a
+     * tenth of the drain. */
+    if (r->p < r->end && (*r->p & 0xe0) == 0xa0 &&
+        (size_t)(*r->p & 0x1f) < (size_t)(r->end - r->p)) {
+        it->type = SB_MP_STR;
+        it->v.str.ptr = r->p + 1;
+        it->v.str.len = *r->p & 0x1fu;
+        r->p += 1 + it->v.str.len;
+        return 0;
+    }
+    return sb_mp_next_any(r, it);
+}
 
 #ifdef __cplusplus
 }

@@ -216,10 +216,17 @@ int sb_event_inspect(const uint8_t *data, size_t len, struct sb_event_meta *meta
 int sb_event_guess_message_id(const uint8_t *data, size_t len, const uint8_t **id, size_t *id_len)
 {
     static const uint8_t key[10] = {0xa9, 'm', 'e', 's', 's', 'a', 'g', 'e', 'I', 'd'};
-    const uint8_t *p = memmem(data, len, key, sizeof key), *end = data + len;
+    const uint8_t *p = data, *end = data + len;
     size_t n;
 
-    if (!p || end - (p += sizeof key) < 2)
+    /* memchr for the fixstr header, then the name: glibc's memmem cost twice as much here */
+    for (;; p++) {
+        if (!(p = memchr(p, key[0], (size_t)(end - p))) || end - p < (ptrdiff_t)sizeof key)
+            return 0;
+        if (!memcmp(p + 1, key + 1, sizeof key - 1))
+            break;
+    }
+    if (end - (p += sizeof key) < 2)
         return 0;
     if ((*p & 0xe0) == 0xa0) { /* fixstr */
         n = *p & 0x1fu;
