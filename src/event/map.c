@@ -246,32 +246,19 @@ SEGBUS_API int segbus_map_add_str(segbus_map_t *m, const char *key, const char *
     return 0;
 }
 
-SEGBUS_API int segbus_map_add_int(segbus_map_t *m, const char *key, int64_t v)
-{
-    uint8_t *p;
-    int rc = map_value_at(m, key, 9, &p);
-    if (!rc)
-        map_wrote(m, mpw_int_to(p, v));
-    return rc;
-}
-
-SEGBUS_API int segbus_map_add_uint(segbus_map_t *m, const char *key, uint64_t v)
-{
-    uint8_t *p;
-    int rc = map_value_at(m, key, 9, &p);
-    if (!rc)
-        map_wrote(m, mpw_uint_to(p, v));
-    return rc;
-}
-
-SEGBUS_API int segbus_map_add_double(segbus_map_t *m, const char *key, double v)
-{
-    uint8_t *p;
-    int rc = map_value_at(m, key, 9, &p);
-    if (!rc)
-        map_wrote(m, mpw_double_to(p, v));
-    return rc;
-}
+/* The fixed-size numbers: the key, then the value's writer (at most 9 bytes). */
+#define MAP_ADD_NUMBER(name, ctype, writer)                                                        \
+    SEGBUS_API int name(segbus_map_t *m, const char *key, ctype v)                                 \
+    {                                                                                              \
+        uint8_t *p;                                                                                \
+        int rc = map_value_at(m, key, 9, &p);                                                      \
+        if (!rc)                                                                                   \
+            map_wrote(m, writer(p, v));                                                            \
+        return rc;                                                                                 \
+    }
+MAP_ADD_NUMBER(segbus_map_add_int, int64_t, mpw_int_to)
+MAP_ADD_NUMBER(segbus_map_add_uint, uint64_t, mpw_uint_to)
+MAP_ADD_NUMBER(segbus_map_add_double, double, mpw_double_to)
 
 static int map_byte(segbus_map_t *m, const char *key, uint8_t b)
 {
@@ -438,17 +425,7 @@ void sb_map_get_view(const segbus_map_t *m, struct sb_map_view *v)
 /* UTF-8 check with an ASCII fast path (keys and most values are ASCII). */
 static inline int mp_utf8_ok(const uint8_t *s, size_t n, size_t *bad)
 {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        if (w & 0x8080808080808080ull)
-            return sb_utf8_valid((const char *)s, n, bad);
-    }
-    for (; i < n; i++)
-        if (s[i] & 0x80)
-            return sb_utf8_valid((const char *)s, n, bad);
-    return 1;
+    return utf8_ok((const char *)s, n, bad);
 }
 
 static inline uint32_t mp_be(const uint8_t *p, int n)
