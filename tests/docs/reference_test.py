@@ -4,13 +4,15 @@
   docs/configuration.md and in examples/segbusd.yaml;
 - every SEGBUS_API function of include/segbus/segbus.h is in docs/client.md;
 - every public function, setting and Client method of the Python module is in docs/python.md;
-- every public method of the Ruby client is in docs/ruby.md.
+- every public method of the Ruby client is in docs/ruby.md;
+- every relative link of README.md and docs/*.md points at a file that exists.
 
 Reads sources only (no build), so it runs with the unit tests. The parsers of the code are
 checked to find a plausible number of names, so a change of layout fails here instead of
 making the checks vacuous.
 """
 import ast
+import glob
 import os
 import re
 import sys
@@ -152,6 +154,26 @@ class ApiReference(unittest.TestCase):
             with self.subTest(name=n):
                 self.assertTrue(re.search(r"\b" + re.escape(n) + r"\b", doc),
                                 f"docs/ruby.md does not name {n}")
+
+
+class Links(unittest.TestCase):
+    longMessage = False
+
+    def test_relative_links_exist(self):
+        pages = ["README.md"] + sorted(os.path.relpath(p, ROOT)
+                                       for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+        checked = 0
+        for page in pages:
+            text = re.sub(r"```.*?```", "", read(page), flags=re.S)  # links in code are not links
+            for target in re.findall(r"\]\(([^)\s]+)\)", text):
+                if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                    continue
+                path = os.path.normpath(os.path.join(ROOT, os.path.dirname(page),
+                                                     target.split("#")[0]))
+                checked += 1
+                with self.subTest(page=page, link=target):
+                    self.assertTrue(os.path.exists(path), f"{page}: link to {target}: no such file")
+        self.assertGreater(checked, 30)
 
 
 if __name__ == "__main__":
