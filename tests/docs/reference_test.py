@@ -156,6 +156,17 @@ class ApiReference(unittest.TestCase):
                                 f"docs/ruby.md does not name {n}")
 
 
+def anchors(path):
+    """GitHub's anchors for the headings of a Markdown file (lower case, punctuation dropped,
+    spaces to hyphens)."""
+    with open(path, encoding="utf-8") as f:
+        text = re.sub(r"```.*?```", "", f.read(), flags=re.S)
+    out = set()
+    for h in re.findall(r"^#{1,6}\s+(.*?)\s*$", text, re.M):
+        out.add(re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-"))
+    return out
+
+
 class Links(unittest.TestCase):
     longMessage = False
 
@@ -173,6 +184,9 @@ class Links(unittest.TestCase):
                 checked += 1
                 with self.subTest(page=page, link=target):
                     self.assertTrue(os.path.exists(path), f"{page}: link to {target}: no such file")
+                    if "#" in target and path.endswith(".md") and os.path.exists(path):
+                        anchor = target.split("#", 1)[1]
+                        self.assertIn(anchor, anchors(path), f"{page}: link to {target}: no such heading")
         self.assertGreater(checked, 30)
 
 
