@@ -178,28 +178,45 @@ def throughput_rows(rows):
     return out
 
 
-PCT = re.compile(r"^p(\d+)(?:_(ns|us|ms|s))?$")
+PCT = re.compile(r"^p(\d+)(?:_(?:ns|us|ms|s))?$")
+MAX = re.compile(r"^max(?:_(?:ns|us|ms|s))?$")
+SUFFIX = re.compile(r"_(p\d+|median|max)$")
+
+
+def pct_of(tag):
+    """50.0 for "p50" or "median", 99.9 for "p999", 100.0 for "max"."""
+    if tag == "median":
+        return 50.0
+    if tag == "max":
+        return 100.0
+    digits = tag[1:]
+    # p999 is the 99.9th percentile, p9999 the 99.99th.
+    return float(digits) if len(digits) <= 2 else float(digits[:2] + "." + digits[2:])
 
 
 def latency_series(rows):
-    """{case: [(percentile, value)]} from latency rows with p50/p90/p99/p999/max fields."""
+    """{series: [(percentile, value)]} from rows whose case names "latency": percentile fields
+    (p50, p99_ms, p999, max, ...) and a case ending in _p99 / _median / _max for the value;
+    rows of one case stem (e2e_latency_p50, e2e_latency_p99, ...) make one series."""
     series = {}
     for r in rows:
         if "latency" not in r["case"]:
             continue
-        pts = []
+        stem, pts = r["case"], {}
+        m = SUFFIX.search(stem)
+        if m:
+            stem = stem[:m.start()]
+            if isinstance(r.get("value"), (int, float)):
+                pts[pct_of(m.group(1))] = r["value"]
         for k, v in r.items():
-            m = PCT.match(k)
-            if m and isinstance(v, (int, float)):
-                digits = m.group(1)
-                # p999 is the 99.9th percentile, p9999 the 99.99th.
-                pct = float(digits) if len(digits) <= 2 else float(digits[:2] + "." + digits[2:])
-                pts.append((pct, v))
-        if isinstance(r.get("max"), (int, float)):
-            pts.append((100.0, r["max"]))
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if PCT.match(k):
+                    pts[pct_of(k.split("_")[0])] = v
+                elif MAX.match(k):
+                    pts[100.0] = v
         if pts:
-            series[f"{r['suite']}: {r['case']} ({r.get('unit') or ''})"] = sorted(pts)
-    return series
+            series.setdefault(f"{r['suite']}: {stem} ({r.get('unit') or ''})", {}).update(pts)
+    return {k: sorted(v.items()) for k, v in series.items()}
 
 
 HEAD = """set terminal svg size 900,520 dynamic enhanced font "sans,12" background rgb "white"

@@ -41,8 +41,8 @@ class ReportTest(unittest.TestCase):
 
     def test_exit_and_summary(self):
         self.assertEqual(self.r.returncode, 0, self.r.stderr)
-        # 7 ring + 3 drain + 1 hub rows; goals: 5 in ring, 1 drain, 1 hub (not met).
-        self.assertIn("11 results from 3 suites; goals met: 6 of 7", self.r.stdout)
+        # 7 ring + 6 drain + 1 hub rows; goals: 5 in ring, 1 drain, 1 hub (not met).
+        self.assertIn("14 results from 3 suites; goals met: 6 of 7", self.r.stdout)
 
     def test_table_rows(self):
         out = self.r.stdout
@@ -66,11 +66,12 @@ class ReportTest(unittest.TestCase):
             "enqueue_by_size.svg": ["segbus enqueue, median", "peer: dpdk_rte_ring_mp",
                                     "peer: unix_dgram_socket", "bench/run ring"],
             "throughput_producers.svg": ["ring: throughput_256B (records/s)",
-                                         "drain: ring_to_hub_msgpack (events/s)",
+                                         "drain: drain_msgpack_hub (events/s)",
                                          "peer: analytics-node (events/s)"],
-            "drain_hub_throughput.svg": ["drain: ring_to_hub_msgpack", "hub: json_batch_file",
+            "drain_hub_throughput.svg": ["drain: drain_msgpack_hub", "hub: json_batch_file",
                                          "peer (same run)", "bench/run drain hub"],
-            "latency.svg": ["drain: e2e_latency_10k_per_s (ms)", "p99.9", "max", "bench/run drain"],
+            "latency.svg": ["drain: e2e_latency (ms)", "drain: hub_latency_10k (us)", "p50", "p90",
+                            "p99", "p99.9", "max", "bench/run drain"],
         }
         for name, texts in expect.items():
             path = os.path.join(self.plots, name)
@@ -80,6 +81,14 @@ class ReportTest(unittest.TestCase):
                 self.assertIn(t, text, f"{name} lacks {t!r}")
             self.assertNotIn("no data", text)
         self.assertEqual(sorted(os.listdir(self.plots)), sorted(expect))
+
+    def test_latency_series_merge_rows_of_one_case(self):
+        sys.path.insert(0, os.path.join(ROOT, "bench"))
+        import report
+        rows = report.load(FIXTURE)
+        lat = report.latency_series(rows)
+        self.assertEqual(lat["drain: e2e_latency (ms)"], [(50.0, 61.5), (99.0, 104.8), (100.0, 120.4)])
+        self.assertEqual(lat["drain: hub_latency_10k (us)"], [(50.0, 800), (90.0, 950), (99.9, 2100)])
 
     def test_missing_suite_plot_says_so(self):
         with tempfile.TemporaryDirectory() as res, tempfile.TemporaryDirectory() as plots:
