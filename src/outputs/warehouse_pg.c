@@ -28,6 +28,9 @@ struct pg_table {
     struct pg_col *colv;
     size_t ncols, capcols;
     bool upsert;
+    /* a column has a type other than the one this loader would give it (made by someone
+     * else): binary COPY needs the exact type, so rows go through the staging table's casts */
+    bool foreign_types;
     /* the session's staging table: "_sb_stage_<stage>", with stage_ncols columns */
     unsigned stage;
     size_t stage_ncols;
@@ -51,7 +54,7 @@ struct pg_wh {
     size_t ntouched, captouched;
     unsigned next_stage;
     unsigned long loads;
-    struct sb_buf sql, line;
+    struct sb_buf sql, line, dest;
     const char **vals; /* per column of the table being flushed */
     uint32_t *lens;
     size_t capvals;
@@ -90,6 +93,12 @@ static const char *pg_type_name(enum sb_wh_type t)
     default:
         return "text";
     }
+}
+
+/* The type as format_type() spells it, for the types this loader makes. */
+static const char *pg_format_name(enum sb_wh_type t)
+{
+    return t == SB_WH_TS ? "timestamp with time zone" : pg_type_name(t);
 }
 
 static enum sb_wh_type pg_type_of(const char *t)
@@ -256,8 +265,12 @@ static int table_get(struct pg_wh *w, const char *name, struct pg_table **out)
         table_free(t);
         return rc;
     }
-    for (int i = 0; i < PQntuples(res) && !rc; i++)
-        rc = add_col(t, PQgetvalue(res, i, 0), pg_type_of(PQgetvalue(res, i, 1)));
+    for (int i = 0; i < PQntuples(res) && !rc; i++) {
+        const char *type = PQgetvalue(res, i, 1);
+        enum sb_wh_type ty = pg_type_of(type);
+        t->foreign_types |= strcmp(type, pg_format_name(ty)) != 0;
+        rc = add_col(t, PQgetvalue(res, i, 0), ty);
+    }
     PQclear(res);
     if (rc || (rc = sb_wh_map_put(&w->tables, name, strlen(name), t))) {
         table_free(t);
@@ -459,7 +472,10 @@ static int send_copy(struct pg_wh *w)
     return 0;
 }
 
-static int stage_copy(struct pg_wh *w, struct pg_table *t)
+/* COPY the batch's rows of t into dest (an SQL table name, already quoted). Straight into the
+ * target table this fails with -EEXIST on the first id already there (unique_violation); into
+ * the staging table any rows go, and users rows carry their upsert round. */
+static int copy_rows(struct pg_wh *w, struct pg_table *t, const char *dest, bool staging)
 {
     int rc;
     if (t->ncols > w->capvals) {
@@ -474,17 +490,16 @@ static int stage_copy(struct pg_wh *w, struct pg_table *t)
         w->lens = b;
         w->capvals = ncap;
     }
+    bool rounds = staging && t->upsert;
     sb_buf_clear(&w->sql);
     rc = sb_buf_append_str(&w->sql, "COPY ");
-    char stage[32];
-    snprintf(stage, sizeof(stage), "_sb_stage_%u", t->stage);
-    rc = rc ? rc : put_ident(&w->sql, stage);
+    rc = rc ? rc : sb_buf_append_str(&w->sql, dest);
     rc = rc ? rc : sb_buf_append_str(&w->sql, " (");
     for (size_t c = 0; !rc && c < t->ncols; c++) {
         rc = c ? sb_buf_append(&w->sql, ",", 1) : 0;
         rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
     }
-    if (t->upsert)
+    if (rounds)
         rc = rc ? rc : sb_buf_append_str(&w->sql, ",\"_sb_round\"");
     rc = rc ? rc : sb_buf_append(&w->sql, ") FROM STDIN (FORMAT binary)", 29);
     if (rc)
@@ -501,7 +516,7 @@ static int stage_copy(struct pg_wh *w, struct pg_table *t)
     if (sb_buf_append(&w->line, "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19))
         rc = -ENOMEM;
     size_t pos = 0;
-    if (!t->upsert) {
+    if (!rounds) {
         for (size_t r = 0; r < t->nrows && !rc; r++) {
             decode_row(w, t, &pos);
             rc = copy_line(w, t, w->vals, w->lens, -1);
@@ -539,8 +554,12 @@ static int stage_copy(struct pg_wh *w, struct pg_table *t)
     if (PQputCopyEnd(w->conn, rc ? "segbus: staging failed" : NULL) != 1 && !rc)
         rc = pg_fail(w, NULL, "ending COPY");
     res = PQgetResult(w->conn);
-    if (!rc && PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = pg_fail(w, res, "COPY into the staging table");
+    if (!rc && PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        rc = pg_fail(w, res, staging ? "COPY into the staging table" : "COPY into a table");
+        if (!staging && state && !strcmp(state, "23505"))
+            rc = -EEXIST;
+    }
     PQclear(res);
     while ((res = PQgetResult(w->conn)))
         PQclear(res);
@@ -569,7 +588,7 @@ static int stage_ensure(struct pg_wh *w, struct pg_table *t)
             rc = rc ? rc : sb_buf_append(&w->sql, " ", 1);
             rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(t->colv[c].type));
         }
-        if (t->upsert) /* the upsert round of each staged users row (see stage_copy) */
+        if (t->upsert) /* the upsert round of each staged users row (see copy_rows) */
             rc = rc ? rc : sb_buf_append_str(&w->sql, ",\"_sb_round\" bigint");
         rc = rc ? rc : sb_buf_append_str(&w->sql, ")");
         rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
@@ -599,19 +618,19 @@ static int stage_ensure(struct pg_wh *w, struct pg_table *t)
 static int stage_clear(struct pg_wh *w, const char *stage)
 {
     char sql[64];
-    snprintf(sql, sizeof(sql), "DELETE FROM \"%s\"", stage);
+    snprintf(sql, sizeof(sql), "DELETE FROM %s", stage);
     return pg_exec(w, sql, "emptying a staging table", NULL);
 }
 
 static int flush_table(struct pg_wh *w, struct pg_table *t)
 {
     int rc = stage_ensure(w, t);
-    if (!rc)
-        rc = stage_copy(w, t);
     if (rc)
         return rc;
     char stage[32];
-    snprintf(stage, sizeof(stage), "_sb_stage_%u", t->stage);
+    snprintf(stage, sizeof(stage), "\"_sb_stage_%u\"", t->stage);
+    if ((rc = copy_rows(w, t, stage, true)))
+        return rc;
     struct sb_buf *q = &w->sql;
     sb_buf_clear(q);
     rc = sb_buf_append_str(q, "INSERT INTO ");
@@ -627,7 +646,7 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
         rc = rc ? rc : put_ident(q, t->colv[c].name);
     }
     rc = rc ? rc : sb_buf_append_str(q, " FROM ");
-    rc = rc ? rc : put_ident(q, stage);
+    rc = rc ? rc : sb_buf_append_str(q, stage);
     if (t->upsert)
         rc = rc ? rc : sb_buf_append_str(q, " WHERE \"_sb_round\" = $1");
     if (!t->upsert) {
@@ -679,6 +698,55 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
         PQclear(res);
     }
     return stage_clear(w, stage);
+}
+
+/* Can t's rows be COPied straight into it? Not users (an upsert), not a table whose column
+ * types are not ours. */
+static bool direct_ok(const struct pg_table *t)
+{
+    return !t->upsert && !t->foreign_types;
+}
+
+/* Load every touched table. The fast way, COPY straight into each table, holds while no id of
+ * the batch is loaded already, which is the rule: a batch commits whole, so ids repeat only
+ * when a batch is sent again, and then nearly all of them do. It runs under a savepoint; the
+ * first id already there (unique_violation) rolls it back, and every table then goes the
+ * general way: COPY into its staging table, INSERT ... ON CONFLICT. The savepoint is taken
+ * after this batch's DDL, so rolling back to it never undoes a column we believe exists. */
+static int flush_all(struct pg_wh *w)
+{
+    int rc = 0;
+    size_t direct = 0, inserted = 0;
+    for (size_t i = 0; i < w->ntouched; i++)
+        direct += direct_ok(w->touched[i]);
+    bool fast = direct > 0;
+    if (fast) {
+        char keep[sizeof(w->base.errmsg)];
+        memcpy(keep, w->base.errmsg, sizeof(keep));
+        rc = pg_exec(w, "SAVEPOINT sb_direct", "taking a savepoint", NULL);
+        for (size_t i = 0; i < w->ntouched && !rc; i++) {
+            struct pg_table *t = w->touched[i];
+            if (!direct_ok(t))
+                continue;
+            sb_buf_clear(&w->dest);
+            rc = put_qualified(w, &w->dest, t->name);
+            rc = rc ? rc : sb_buf_append(&w->dest, "", 1);
+            rc = rc ? rc : copy_rows(w, t, (const char *)w->dest.data, false);
+            inserted += t->nrows;
+        }
+        if (rc == -EEXIST) {
+            fast = false;
+            rc = pg_exec(w, "ROLLBACK TO SAVEPOINT sb_direct", "rolling back to a savepoint", NULL);
+            if (!rc)
+                memcpy(w->base.errmsg, keep, sizeof(keep));
+        } else if (!rc) {
+            w->st->rows_inserted += inserted;
+        }
+    }
+    for (size_t i = 0; i < w->ntouched && !rc; i++)
+        if (!fast || !direct_ok(w->touched[i]))
+            rc = flush_table(w, w->touched[i]);
+    return rc;
 }
 
 static void batch_reset(struct pg_wh *w)
@@ -741,8 +809,8 @@ static int pg_load(struct sb_warehouse *base, const struct sb_warehouse_msg *ev,
         if (!rc)
             st->events++;
     }
-    for (size_t i = 0; i < w->ntouched && !rc; i++)
-        rc = flush_table(w, w->touched[i]);
+    if (!rc)
+        rc = flush_all(w);
     if (!rc)
         rc = pg_exec(w, "COMMIT", "committing the batch", NULL);
     batch_reset(w);
@@ -796,6 +864,7 @@ static void pg_close(struct sb_warehouse *base)
     sb_wh_model_free(&w->model);
     sb_buf_free(&w->sql);
     sb_buf_free(&w->line);
+    sb_buf_free(&w->dest);
     free(w->touched);
     free(w->vals);
     free(w->lens);
