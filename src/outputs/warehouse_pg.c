@@ -48,7 +48,6 @@ struct pg_wh {
     char *conninfo;
     char *qschema; /* the schema as a quoted identifier */
     int connect_timeout_s;
-    struct sb_wh_model model;
     struct sb_wh_map tables; /* name -> struct pg_table* */
     struct pg_table **touched;
     size_t ntouched, captouched;
@@ -58,25 +57,14 @@ struct pg_wh {
     const char **vals; /* per column of the table being flushed */
     uint32_t *lens;
     size_t capvals;
-    struct sb_warehouse_stats *st;
 };
-
-static int put_ident(struct sb_buf *b, const char *name)
-{
-    if (sb_buf_append(b, "\"", 1))
-        return -ENOMEM;
-    for (const char *p = name; *p; p++)
-        if (sb_buf_append(b, p, 1) || (*p == '"' && sb_buf_append(b, "\"", 1)))
-            return -ENOMEM;
-    return sb_buf_append(b, "\"", 1);
-}
 
 /* "schema"."table" */
 static int put_qualified(struct pg_wh *w, struct sb_buf *b, const char *table)
 {
     int rc = sb_buf_append_str(b, w->qschema);
     rc = rc ? rc : sb_buf_append(b, ".", 1);
-    return rc ? rc : put_ident(b, table);
+    return rc ? rc : sb_wh_put_ident(b, table);
 }
 
 static const char *pg_type_name(enum sb_wh_type t)
@@ -234,6 +222,13 @@ static int add_col(struct pg_table *t, const char *name, enum sb_wh_type type)
     return sb_wh_map_put(&t->cols, name, strlen(name), (void *)(uintptr_t)t->ncols);
 }
 
+/* Record a column of a table being created (sb_wh_put_new_table): 1 if it is there already. */
+static int pg_add_new_col(void *table, const char *name, enum sb_wh_type type)
+{
+    struct pg_table *t = table;
+    return sb_wh_map_get(&t->cols, name, strlen(name)) ? 1 : add_col(t, name, type);
+}
+
 /* The table's catalogue, read from the server the first time it is used in a session. */
 static int table_get(struct pg_wh *w, const char *name, struct pg_table **out)
 {
@@ -291,30 +286,19 @@ static int ensure_columns(struct pg_wh *w, const struct sb_wh_row *row, struct p
         sb_buf_clear(&w->sql);
         rc = sb_buf_append_str(&w->sql, "CREATE TABLE IF NOT EXISTS ");
         rc = rc ? rc : put_qualified(w, &w->sql, row->table);
-        rc = rc ? rc : sb_buf_append_str(&w->sql, " (\"id\" text PRIMARY KEY");
-        rc = rc ? rc : add_col(t, "id", SB_WH_TEXT);
-        size_t total = row->nbase + row->nfields;
-        for (size_t j = 1; !rc && j < total; j++) {
-            const char *name = j < row->nbase ? row->base[j].name : f[j - row->nbase].name;
-            enum sb_wh_type ty = j < row->nbase ? row->base[j].type : f[j - row->nbase].v.type;
-            if (sb_wh_map_get(&t->cols, name, strlen(name)) || t->ncols >= w->model.opt.max_columns)
-                continue;
-            rc = sb_buf_append_str(&w->sql, ", ");
-            rc = rc ? rc : put_ident(&w->sql, name);
-            rc = rc ? rc : sb_buf_append_str(&w->sql, " ");
-            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(ty));
-            rc = rc ? rc : add_col(t, name, ty);
-        }
-        rc = rc ? rc : sb_buf_append(&w->sql, ")", 2);
+        rc = rc ? rc
+                : sb_wh_put_new_table(&w->sql, row, w->base.model.opt.max_columns, pg_type_name,
+                                      pg_add_new_col, t);
+        rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
         if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "creating a table", NULL)))
             return rc;
-        w->st->tables_created++;
-        w->st->columns_added += t->ncols;
+        w->base.st->tables_created++;
+        w->base.st->columns_added += t->ncols;
     }
     for (size_t i = 0; i < row->nfields; i++) {
         uintptr_t have = (uintptr_t)sb_wh_map_get(&t->cols, f[i].name, f[i].name_len);
         if (!have) {
-            if (t->ncols >= w->model.opt.max_columns) {
+            if (t->ncols >= w->base.model.opt.max_columns) {
                 idx[i] = -1;
                 continue;
             }
@@ -322,15 +306,13 @@ static int ensure_columns(struct pg_wh *w, const struct sb_wh_row *row, struct p
             rc = sb_buf_append_str(&w->sql, "ALTER TABLE ");
             rc = rc ? rc : put_qualified(w, &w->sql, row->table);
             rc = rc ? rc : sb_buf_append_str(&w->sql, " ADD COLUMN IF NOT EXISTS ");
-            rc = rc ? rc : put_ident(&w->sql, f[i].name);
-            rc = rc ? rc : sb_buf_append_str(&w->sql, " ");
-            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(f[i].v.type));
+            rc = rc ? rc : sb_wh_put_column(&w->sql, f[i].name, pg_type_name(f[i].v.type));
             rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
             if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "adding a column", NULL)))
                 return rc;
             if ((rc = add_col(t, f[i].name, f[i].v.type)))
                 return rc;
-            w->st->columns_added++;
+            w->base.st->columns_added++;
             have = t->ncols;
         }
         idx[i] = (int)have - 1;
@@ -338,8 +320,9 @@ static int ensure_columns(struct pg_wh *w, const struct sb_wh_row *row, struct p
     return 0;
 }
 
-static int stage_row(struct pg_wh *w, const struct sb_wh_row *row)
+static int stage_row(struct sb_warehouse *base, const struct sb_wh_row *row)
 {
+    struct pg_wh *w = (struct pg_wh *)base;
     struct pg_table *t = NULL;
     int rc = table_get(w, row->table, &t);
     if (rc || !t)
@@ -367,13 +350,13 @@ static int stage_row(struct pg_wh *w, const struct sb_wh_row *row)
         return -ENOMEM;
     for (size_t i = 0; i < row->nfields; i++) {
         if (idx[i] < 0) {
-            w->st->fields_dropped++;
+            w->base.st->fields_dropped++;
             continue;
         }
         struct sb_wh_value v = row->fields[i].v;
         char cbuf[40];
         if (!sb_wh_coerce(&v, t->colv[idx[i]].type, cbuf)) {
-            w->st->fields_dropped++;
+            w->base.st->fields_dropped++;
             continue; /* NULL: simply absent from the staged row */
         }
         /* binary COPY: no text for the server to parse (timestamps above all) */
@@ -497,7 +480,7 @@ static int copy_rows(struct pg_wh *w, struct pg_table *t, const char *dest, bool
     rc = rc ? rc : sb_buf_append_str(&w->sql, " (");
     for (size_t c = 0; !rc && c < t->ncols; c++) {
         rc = c ? sb_buf_append(&w->sql, ",", 1) : 0;
-        rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
+        rc = rc ? rc : sb_wh_put_ident(&w->sql, t->colv[c].name);
     }
     if (rounds)
         rc = rc ? rc : sb_buf_append_str(&w->sql, ",\"_sb_round\"");
@@ -580,13 +563,12 @@ static int stage_ensure(struct pg_wh *w, struct pg_table *t)
          * a new file each, which cost ~3 ms per table here; rows are deleted after use and
          * the tables vacuumed now and then instead (see pg_load). */
         rc = sb_buf_append_str(&w->sql, "CREATE TEMP TABLE ");
-        rc = rc ? rc : put_ident(&w->sql, stage);
+        rc = rc ? rc : sb_wh_put_ident(&w->sql, stage);
         rc = rc ? rc : sb_buf_append_str(&w->sql, " (");
         for (size_t c = 0; !rc && c < t->ncols; c++) {
             rc = c ? sb_buf_append(&w->sql, ",", 1) : 0;
-            rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
-            rc = rc ? rc : sb_buf_append(&w->sql, " ", 1);
-            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(t->colv[c].type));
+            rc =
+                rc ? rc : sb_wh_put_column(&w->sql, t->colv[c].name, pg_type_name(t->colv[c].type));
         }
         if (t->upsert) /* the upsert round of each staged users row (see copy_rows) */
             rc = rc ? rc : sb_buf_append_str(&w->sql, ",\"_sb_round\" bigint");
@@ -601,11 +583,9 @@ static int stage_ensure(struct pg_wh *w, struct pg_table *t)
     for (size_t c = t->stage_ncols; c < t->ncols; c++) {
         sb_buf_clear(&w->sql);
         rc = sb_buf_append_str(&w->sql, "ALTER TABLE ");
-        rc = rc ? rc : put_ident(&w->sql, stage);
+        rc = rc ? rc : sb_wh_put_ident(&w->sql, stage);
         rc = rc ? rc : sb_buf_append_str(&w->sql, " ADD COLUMN ");
-        rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
-        rc = rc ? rc : sb_buf_append(&w->sql, " ", 1);
-        rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(t->colv[c].type));
+        rc = rc ? rc : sb_wh_put_column(&w->sql, t->colv[c].name, pg_type_name(t->colv[c].type));
         rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
         if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "widening a staging table", NULL)))
             return rc;
@@ -638,12 +618,12 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
     rc = rc ? rc : sb_buf_append_str(q, " AS t (");
     for (size_t c = 0; !rc && c < t->ncols; c++) {
         rc = c ? sb_buf_append(q, ",", 1) : 0;
-        rc = rc ? rc : put_ident(q, t->colv[c].name);
+        rc = rc ? rc : sb_wh_put_ident(q, t->colv[c].name);
     }
     rc = rc ? rc : sb_buf_append_str(q, ") SELECT ");
     for (size_t c = 0; !rc && c < t->ncols; c++) {
         rc = c ? sb_buf_append(q, ",", 1) : 0;
-        rc = rc ? rc : put_ident(q, t->colv[c].name);
+        rc = rc ? rc : sb_wh_put_ident(q, t->colv[c].name);
     }
     rc = rc ? rc : sb_buf_append_str(q, " FROM ");
     rc = rc ? rc : sb_buf_append_str(q, stage);
@@ -652,24 +632,9 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
     if (!t->upsert) {
         rc = rc ? rc : sb_buf_append_str(q, " ON CONFLICT (\"id\") DO NOTHING");
     } else {
-        /* as for SQLite: the newest identify wins each trait it has, older ones fill gaps */
-        rc = rc ? rc
-                : sb_buf_append_str(q, " ON CONFLICT (\"id\") DO UPDATE SET \"received_at\"="
-                                       "CASE WHEN t.\"received_at\" IS NULL OR "
-                                       "excluded.\"received_at\">t.\"received_at\" THEN "
-                                       "excluded.\"received_at\" ELSE t.\"received_at\" END");
-        for (size_t c = 0; !rc && c < t->ncols; c++) {
-            const char *n = t->colv[c].name;
-            if (!strcmp(n, "id") || !strcmp(n, "received_at"))
-                continue;
-            char piece[8 * (SB_WH_NAME_MAX + 3) + 200];
-            snprintf(piece, sizeof(piece),
-                     ",\"%s\"=CASE WHEN excluded.\"received_at\">=t.\"received_at\" THEN "
-                     "coalesce(excluded.\"%s\",t.\"%s\") ELSE coalesce(t.\"%s\",excluded.\"%s\") "
-                     "END",
-                     n, n, n, n, n);
-            rc = sb_buf_append_str(q, piece);
-        }
+        rc = rc ? rc : sb_wh_put_users_update(q, "t");
+        for (size_t c = 0; !rc && c < t->ncols; c++)
+            rc = sb_wh_put_users_column(q, "t", t->colv[c].name);
     }
     rc = rc ? rc : sb_buf_append(q, "", 1);
     if (rc)
@@ -679,8 +644,8 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
         rc = pg_exec(w, (const char *)q->data, "inserting from the staging table", &inserted);
         if (rc)
             return rc;
-        w->st->rows_inserted += (size_t)inserted;
-        w->st->rows_duplicate += t->nrows - (size_t)inserted;
+        w->base.st->rows_inserted += (size_t)inserted;
+        w->base.st->rows_duplicate += t->nrows - (size_t)inserted;
         return stage_clear(w, stage);
     }
     for (size_t r = 0; r < t->rounds; r++) {
@@ -694,7 +659,7 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
             PQclear(res);
             return rc;
         }
-        w->st->rows_inserted += strtoul(PQcmdTuples(res), NULL, 10);
+        w->base.st->rows_inserted += strtoul(PQcmdTuples(res), NULL, 10);
         PQclear(res);
     }
     return stage_clear(w, stage);
@@ -740,7 +705,7 @@ static int flush_all(struct pg_wh *w)
             if (!rc)
                 memcpy(w->base.errmsg, keep, sizeof(keep));
         } else if (!rc) {
-            w->st->rows_inserted += inserted;
+            w->base.st->rows_inserted += inserted;
         }
     }
     for (size_t i = 0; i < w->ntouched && !rc; i++)
@@ -771,11 +736,9 @@ static void add_stage_name(void *value, void *arg)
         sb_buf_clear(&w->sql); /* out of memory: vacuum another time */
 }
 
-static int pg_load(struct sb_warehouse *base, const struct sb_warehouse_msg *ev, size_t n,
-                   struct sb_warehouse_stats *st)
+static int pg_begin(struct sb_warehouse *base)
 {
     struct pg_wh *w = (struct pg_wh *)base;
-    w->st = st;
     int rc = 0;
     /* reconnect if the last session broke; a server that restarted since shows up on the
      * first statement, so BEGIN gets one retry on a fresh connection */
@@ -788,69 +751,57 @@ static int pg_load(struct sb_warehouse *base, const struct sb_warehouse_msg *ev,
         PQfinish(w->conn);
         w->conn = NULL;
     }
-    if (rc)
-        return rc;
-    char now[32];
-    sb_wh_now(now);
-    for (size_t e = 0; e < n && !rc; e++) {
-        rc = sb_wh_model_event(&w->model, ev[e].data, ev[e].len, now);
-        if (rc == -ENOMEM)
-            break;
-        if (rc) {
-            st->rejected++;
-            snprintf(w->base.errmsg, sizeof(w->base.errmsg), "event %zu rejected: %s", e,
-                     w->model.errmsg);
-            rc = 0;
-            continue;
-        }
-        st->fields_dropped += w->model.dropped;
-        for (size_t r = 0; r < w->model.nrows && !rc; r++)
-            rc = stage_row(w, &w->model.rows[r]);
-        if (!rc)
-            st->events++;
+    return rc;
+}
+
+/* Reclaim the staging tables' deleted rows so that they do not grow without end; a failure
+ * here costs nothing but space, the batch is committed. */
+static void vacuum_stages(struct pg_wh *w)
+{
+    sb_buf_clear(&w->sql);
+    sb_wh_map_each(&w->tables, add_stage_name, w);
+    if (!w->sql.len || sb_buf_append(&w->sql, "", 1))
+        return;
+    /* only staging tables of committed work are listed: all of them exist */
+    struct sb_buf list = w->sql;
+    w->sql = (struct sb_buf)SB_BUF_INIT;
+    char *sql = malloc(list.len + 8);
+    if (sql) {
+        memcpy(sql, "VACUUM ", 7);
+        memcpy(sql + 7, list.data, list.len);
+        PQclear(PQexec(w->conn, sql));
+        free(sql);
     }
-    if (!rc)
-        rc = flush_all(w);
+    sb_buf_free(&w->sql);
+    w->sql = list;
+}
+
+static int pg_commit(struct sb_warehouse *base)
+{
+    struct pg_wh *w = (struct pg_wh *)base;
+    int rc = flush_all(w);
     if (!rc)
         rc = pg_exec(w, "COMMIT", "committing the batch", NULL);
+    if (rc)
+        return rc;
     batch_reset(w);
-    if (!rc && ++w->loads % PG_VACUUM_EVERY == 0) {
-        /* reclaim the staging tables' deleted rows so they do not grow without end; a failure
-         * here costs nothing but space, the batch is committed */
-        sb_buf_clear(&w->sql);
-        sb_wh_map_each(&w->tables, add_stage_name, w);
-        if (w->sql.len && !sb_buf_append(&w->sql, "", 1)) {
-            /* only staging tables of committed work are listed: all of them exist */
-            struct sb_buf list = w->sql;
-            w->sql = (struct sb_buf)SB_BUF_INIT;
-            char *sql = malloc(list.len + 8);
-            if (sql) {
-                memcpy(sql, "VACUUM ", 7);
-                memcpy(sql + 7, list.data, list.len);
-                PQclear(PQexec(w->conn, sql));
-                free(sql);
-            }
-            sb_buf_free(&w->sql);
-            w->sql = list;
-        }
-    }
-    if (rc) {
-        char keep[sizeof(w->base.errmsg)];
-        memcpy(keep, w->base.errmsg, sizeof(keep));
-        if (!conn_lost(w))
-            PQclear(PQexec(w->conn, "ROLLBACK"));
-        /* DDL and staging tables made in the failed transaction are gone with it */
-        forget_schema(w);
-        if (conn_lost(w)) {
-            PQfinish(w->conn);
-            w->conn = NULL;
-            rc = -ENOTCONN;
-        }
-        memcpy(w->base.errmsg, keep, sizeof(keep));
-        if (rc == -ENOMEM && !keep[0])
-            snprintf(w->base.errmsg, sizeof(w->base.errmsg), "out of memory");
-        struct sb_warehouse_stats zero = {0};
-        *st = zero;
+    if (++w->loads % PG_VACUUM_EVERY == 0)
+        vacuum_stages(w);
+    return 0;
+}
+
+static int pg_rollback(struct sb_warehouse *base, int rc)
+{
+    struct pg_wh *w = (struct pg_wh *)base;
+    batch_reset(w);
+    if (!conn_lost(w))
+        PQclear(PQexec(w->conn, "ROLLBACK"));
+    /* DDL and staging tables made in the failed transaction are gone with it */
+    forget_schema(w);
+    if (conn_lost(w)) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+        rc = -ENOTCONN;
     }
     return rc;
 }
@@ -861,7 +812,6 @@ static void pg_close(struct sb_warehouse *base)
     forget_schema(w);
     if (w->conn)
         PQfinish(w->conn);
-    sb_wh_model_free(&w->model);
     sb_buf_free(&w->sql);
     sb_buf_free(&w->line);
     sb_buf_free(&w->dest);
@@ -870,48 +820,33 @@ static void pg_close(struct sb_warehouse *base)
     free(w->lens);
     free(w->conninfo);
     free(w->qschema);
-    free(w);
 }
+
+static const struct sb_wh_ops pg_ops = {pg_begin, stage_row, pg_commit, pg_rollback, pg_close};
 
 int sb_warehouse_pg_open(struct sb_warehouse **out, const char *conninfo,
                          const struct sb_warehouse_options *opt, char *errmsg, size_t errmsg_len)
 {
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
-    if (!conninfo) {
-        if (errmsg && errmsg_len)
-            snprintf(errmsg, errmsg_len, "postgresql: no connection string");
-        return -EINVAL;
-    }
-    struct pg_wh *w = calloc(1, sizeof(*w));
+    int rc = sb_wh_open_args(out, conninfo, "postgresql: no connection string", errmsg, errmsg_len);
+    if (rc)
+        return rc;
+    struct pg_wh *w = sb_wh_handle_new(sizeof(*w), &pg_ops, opt);
     if (!w)
         return -ENOMEM;
-    w->base.load = pg_load;
-    w->base.close = pg_close;
-    int rc = sb_wh_model_init(&w->model, opt);
-    if (rc) {
-        free(w);
-        return rc;
-    }
-    if (w->model.opt.max_columns > 1500)
-        w->model.opt.max_columns = 1500; /* PostgreSQL's limit is 1600 per table */
+    if (w->base.model.opt.max_columns > 1500)
+        w->base.model.opt.max_columns = 1500; /* PostgreSQL's limit is 1600 per table */
     w->connect_timeout_s = opt && opt->connect_timeout_s > 0 ? opt->connect_timeout_s : 10;
     const char *schema = opt && opt->schema && *opt->schema ? opt->schema : "public";
     struct sb_buf q = SB_BUF_INIT;
     w->conninfo = strdup(conninfo);
-    if (!w->conninfo || put_ident(&q, schema) || sb_buf_append(&q, "", 1)) {
+    if (!w->conninfo || sb_wh_put_ident(&q, schema) || sb_buf_append(&q, "", 1)) {
         sb_buf_free(&q);
-        pg_close(&w->base);
+        sb_warehouse_close(&w->base);
         return -ENOMEM;
     }
     w->qschema = (char *)q.data;
-    if ((rc = pg_connect(w))) {
-        if (errmsg && errmsg_len)
-            snprintf(errmsg, errmsg_len, "%s", w->base.errmsg);
-        pg_close(&w->base);
-        return rc;
-    }
+    if ((rc = pg_connect(w)))
+        return sb_wh_open_failed(&w->base, rc, errmsg, errmsg_len);
     *out = &w->base;
     return 0;
 }
