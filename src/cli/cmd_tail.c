@@ -1,5 +1,6 @@
 /* cmd_tail.c: `segbus tail`: live events from a running segbusd with what happened to them (passed
- * or dropped by which stage and why; per output: batched, spooled, delivered, filtered), read by
+ * or dropped by which stage and why; per output: batched, spooled, retrying, delivered,
+ * dead_lettered, filtered), read by
  * long-polling its GET /tail (src/daemon/tail.h). Filters run in the daemon. No cap on how many. */
 #include <errno.h>
 #include <getopt.h>
@@ -74,7 +75,8 @@ static void help(FILE *f)
             "usage: segbus tail [--metrics HOST:PORT | --config FILE] [--type T] [--event E]\n"
             "                   [--userId U] [--settled] [--last N] [--count N] [--json]\n\n"
             "Live events through a running segbusd with their delivery status: passed or\n"
-            "dropped (stage, reason), and per output batched, spooled, delivered or filtered.\n\n"
+            "dropped (stage, reason), and per output batched, spooled, retrying, delivered,\n"
+            "dead_lettered or filtered (sources, allow/deny lists, integrations).\n\n"
             "flags:\n"
             "  --metrics HOST:PORT  the daemon's metrics.listen (else --config's, else\n"
             "                       $SEGBUS_METRICS, else %s)\n"
