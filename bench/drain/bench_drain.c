@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "daemon/daemon.h"
 #include "json/json.h"
 #include "net/loop.h"
 #include "outputs/output.h"
@@ -387,6 +388,7 @@ int main(int argc, char **argv)
     so.dir = argv[1];
     so.segment_bytes = cfg.spool.segment_bytes;
     so.max_bytes = cfg.spool.max_bytes;
+    so.max_pending_bytes = sb_daemon_spool_pending(&cfg); /* what segbusd uses */
     so.on_durable = on_durable;
     so.arg = &b;
     if ((rc = sb_spool_open(&b.spool, b.loop, &so, outs, 1)))
