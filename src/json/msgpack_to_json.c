@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,6 +41,17 @@ static size_t bad_len(const uint8_t *p, size_t n)
     return j;
 }
 
+/* Whether any byte of the 8 in x is below 0x20, at or above 0x80, '"' or '\\' (the classic
+ * has-zero-byte test applied to x ^ each byte, and to x - 0x20 for the control bytes). */
+static inline bool needs_escape(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t zero_q = (q - ones) & ~q, zero_b = (b - ones) & ~b;
+    uint64_t ctl = (x - ones * 0x20) & ~x; /* high bit set where a byte < 0x20 (or borrowed) */
+    return ((zero_q | zero_b | ctl) & high) != 0 || (x & high) != 0;
+}
+
 /* Append s[0..n) as a JSON string: quotes, escapes, invalid UTF-8 -> U+FFFD (one per maximal
  * invalid subpart, as Unicode recommends, so output never depends on what follows). */
 static int put_string(struct sb_buf *out, const uint8_t *s, size_t n)
@@ -51,6 +63,19 @@ static int put_string(struct sb_buf *out, const uint8_t *s, size_t n)
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
+        /* Most text is printable ASCII without quotes or backslashes: copy it 8 bytes at a time
+         * while no byte of the word needs attention. */
+        while (i + 8 <= n) {
+            uint64_t x;
+            memcpy(&x, s + i, 8);
+            if (needs_escape(x))
+                break;
+            memcpy(o, s + i, 8);
+            o += 8;
+            i += 8;
+        }
+        if (i >= n)
+            break;
         uint8_t c = s[i];
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             *o++ = c;
