@@ -196,11 +196,34 @@ static int put_number_text(struct sb_buf *out, const char *s, size_t n)
     return sb_buf_append(out, s, n) < 0 ? -ENOMEM : 0;
 }
 
+/* One punctuation byte: the common case (room left) without a call. */
+static inline int put_char(struct sb_buf *out, char c)
+{
+    if (out->len < out->cap) {
+        out->data[out->len++] = (uint8_t)c;
+        return 0;
+    }
+    return sb_buf_append(out, &c, 1) < 0 ? -ENOMEM : 0;
+}
+
+/* Decimal text of v (with a '-' first when neg), without snprintf's format parsing. */
+static int put_integer(struct sb_buf *out, bool neg, uint64_t v)
+{
+    char num[24], *e = num + sizeof num, *p = e;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (neg)
+        *--p = '-';
+    return put_number_text(out, p, (size_t)(e - p));
+}
+
 static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth, bool in_key)
 {
     struct sb_mp_item it;
     char num[32];
-    int n, rc;
+    int rc;
     if (sb_mp_next(r, &it) < 0)
         return -EINVAL;
     switch (it.type) {
@@ -212,11 +235,9 @@ static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth, bool
                    ? -ENOMEM
                    : 0;
     case SB_MP_UINT:
-        n = snprintf(num, sizeof num, "%llu", (unsigned long long)it.v.u);
-        return put_number_text(out, num, (size_t)n);
-    case SB_MP_INT:
-        n = snprintf(num, sizeof num, "%lld", (long long)it.v.i);
-        return put_number_text(out, num, (size_t)n);
+        return put_integer(out, false, it.v.u);
+    case SB_MP_INT: /* the magnitude in unsigned arithmetic: INT64_MIN has no positive */
+        return put_integer(out, it.v.i < 0, it.v.i < 0 ? 0 - (uint64_t)it.v.i : (uint64_t)it.v.i);
     case SB_MP_FLOAT32:
     case SB_MP_FLOAT64:
         if (!isfinite(it.v.f))
@@ -233,21 +254,21 @@ static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth, bool
         bool map = it.type == SB_MP_MAP;
         if (depth >= SB_JSON_MAX_DEPTH)
             return -EINVAL;
-        if (sb_buf_append(out, map ? "{" : "[", 1) < 0)
+        if (put_char(out, map ? '{' : '[') < 0)
             return -ENOMEM;
         for (uint32_t k = 0; k < it.v.count; k++) {
-            if (k && sb_buf_append(out, ",", 1) < 0)
+            if (k && put_char(out, ',') < 0)
                 return -ENOMEM;
             if (map) {
                 if ((rc = put_key(r, out, depth + 1, in_key)) < 0)
                     return rc;
-                if (sb_buf_append(out, ":", 1) < 0)
+                if (put_char(out, ':') < 0)
                     return -ENOMEM;
             }
             if ((rc = put_value(r, out, depth + 1, in_key)) < 0)
                 return rc;
         }
-        return sb_buf_append(out, map ? "}" : "]", 1) < 0 ? -ENOMEM : 0;
+        return put_char(out, map ? '}' : ']');
     }
     }
     return -EINVAL;

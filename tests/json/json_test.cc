@@ -124,6 +124,7 @@ TEST(Json, IntegersKeepTheirExactValue)
     EXPECT_EQ(5u, a.ptr[2].via.u64);
     EXPECT_EQ(-5, a.ptr[3].via.i64);
     msgpack_unpacked_destroy(&u);
+    EXPECT_EQ(in, to_json(p.bytes())); // and the writer gives the same digits back
 }
 
 TEST(Json, DoublesAreShortestAndExact)
