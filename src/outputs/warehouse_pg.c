@@ -389,8 +389,12 @@ static int stage_row(struct sb_warehouse *base, const struct sb_wh_row *row)
                 bin[k] = (uint8_t)(u >> (56 - 8 * k));
         uint16_t ci = (uint16_t)idx[i];
         uint32_t len = (uint32_t)n;
-        if (sb_buf_append(b, &ci, 2) || sb_buf_append(b, &len, 4) || sb_buf_append(b, s, n))
+        if (sb_buf_reserve(b, 6 + n)) /* one check for the three pieces */
             return -ENOMEM;
+        memcpy(b->data + b->len, &ci, 2);
+        memcpy(b->data + b->len + 2, &len, 4);
+        memcpy(b->data + b->len + 6, s, n);
+        b->len += 6 + n;
         nf++;
     }
     memcpy(b->data + count_at, &nf, 4);
@@ -435,12 +439,18 @@ static int copy_line(struct pg_wh *w, const struct pg_table *t, const char **val
     if (put_be(l, t->ncols + (round >= 0), 2))
         return -ENOMEM;
     for (size_t c = 0; c < t->ncols; c++) {
-        if (lens[c] == NULL_LEN) {
-            if (put_be(l, UINT32_MAX, 4))
-                return -ENOMEM;
-        } else if (put_be(l, lens[c], 4) || sb_buf_append(l, vals[c], lens[c])) {
+        uint32_t n = lens[c] == NULL_LEN ? 0 : lens[c];
+        if (sb_buf_reserve(l, 4 + (size_t)n))
             return -ENOMEM;
-        }
+        uint8_t *o = l->data + l->len;
+        uint32_t be = lens[c]; /* NULL_LEN is -1, COPY's NULL */
+        o[0] = (uint8_t)(be >> 24);
+        o[1] = (uint8_t)(be >> 16);
+        o[2] = (uint8_t)(be >> 8);
+        o[3] = (uint8_t)be;
+        if (n)
+            memcpy(o + 4, vals[c], n);
+        l->len += 4 + (size_t)n;
     }
     if (round >= 0 && (put_be(l, 8, 4) || put_be(l, (uint64_t)round, 8)))
         return -ENOMEM;
