@@ -53,6 +53,9 @@ struct pg_wh {
     size_t ntouched, captouched;
     unsigned next_stage;
     unsigned long loads;
+    /* the last batch held ids already loaded: batches sent again come in runs (a spool replayed
+     * after a crash), so the next one goes the staging way at once */
+    bool expect_duplicates;
     struct sb_buf sql, line, dest;
     const char **vals; /* per column of the table being flushed */
     uint32_t *lens;
@@ -694,7 +697,7 @@ static int flush_all(struct pg_wh *w)
     size_t direct = 0, inserted = 0;
     for (size_t i = 0; i < w->ntouched; i++)
         direct += direct_ok(w->touched[i]);
-    bool fast = direct > 0;
+    bool fast = direct > 0 && !w->expect_duplicates;
     if (fast) {
         char keep[sizeof(w->base.errmsg)];
         memcpy(keep, w->base.errmsg, sizeof(keep));
@@ -721,6 +724,8 @@ static int flush_all(struct pg_wh *w)
     for (size_t i = 0; i < w->ntouched && !rc; i++)
         if (!fast || !direct_ok(w->touched[i]))
             rc = flush_table(w, w->touched[i]);
+    if (!rc)
+        w->expect_duplicates = w->base.st->rows_duplicate > 0;
     return rc;
 }
 
