@@ -370,6 +370,17 @@ def main():
                                 f"{(r.stdout + r.stderr)[-2000:]}")
         print(f"-- {snippets} code examples run")
 
+        # Every subcommand `segbus --help` lists is shown in the docs.
+        pages = "\n".join(open(os.path.join(source, f), encoding="utf-8").read() for f in files)
+        r = subprocess.run(["segbus", "--help"], env=env, capture_output=True, text=True, timeout=30)
+        cmds = re.findall(r"^  (\w+)\s", r.stdout, re.M)
+        if len(cmds) < 8:
+            failures.append(f"segbus --help lists {len(cmds)} commands: {r.stdout[-500:]}")
+        for c in cmds:
+            if not re.search(r"\bsegbus " + c + r"\b", pages):
+                failures.append(f"no page of the docs shows `segbus {c}` (segbus --help lists it)")
+        print(f"-- segbus --help: {len(cmds)} commands, each shown in the docs")
+
         # Every metric family the daemon exposes is in the operations guide.
         ops = open(os.path.join(source, "docs", "operations.md"), encoding="utf-8").read()
         families = daemon.metric_families()
