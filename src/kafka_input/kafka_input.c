@@ -18,6 +18,10 @@
 
 #define ROUND_MAX 4096                      /* messages per serving of the queue */
 #define COMMIT_EVERY_NS (50 * SB_NS_PER_MS) /* at most 20 commit requests a second */
+/* A commit unanswered this long waits behind something on the coordinator's connection (a
+ * JoinGroup held while the group re-forms): stop taking messages until it is answered, so
+ * that a commit refused at the end of that join leaves little for the next owner to re-read. */
+#define COMMIT_STALL_NS (300 * SB_NS_PER_MS)
 
 enum vfmt { V_AUTO, V_JSON, V_MSGPACK };
 
@@ -73,12 +77,29 @@ struct sb_kafka_input {
         uint64_t deadline_ns;
     } revoke;
     unsigned commits_inflight;
+    uint64_t commit_sent_ns; /* when the oldest commit in flight was sent */
     uint64_t next_commit_ns;
+    bool joining; /* librdkafka's statistics say the group handler is (re)joining */
+    bool paused;  /* every assigned partition paused: sink busy, commit stalled, joining */
+    /* No periodic commit while the group may be joining: a commit queued behind a JoinGroup
+     * (responses come in order on the coordinator's connection) is answered with
+     * ILLEGAL_GENERATION once the join completes, and librdkafka then declares the whole
+     * assignment lost, so its next owner would read again what this worker already spooled.
+     * Set when a commit is refused for a rebalance and after giving partitions up
+     * (cooperative: librdkafka rejoins at once); cleared by the next rebalance callback,
+     * whose generation is fresh, or after hold_until as a safety net. */
+    bool commit_hold;
+    bool rejoining; /* cooperative: partitions given up, the "assign after revoke" is next */
+    uint64_t hold_until_ns;
 
+    uint64_t session_timeout_ns;
     msgpack_sbuffer scratch; /* JSON values as msgpack */
     struct sb_kafka_input_stats st;
     uint64_t dropped_undecodable; /* mirrors st.undecodable under segbus_dropped_events_total */
 };
+
+static void set_paused(struct sb_kafka_input *in, bool pause,
+                       rd_kafka_topic_partition_list_t *only);
 
 /* ---- partitions ----------------------------------------------------------------------------- */
 
@@ -218,6 +239,12 @@ static bool revoke_waits(struct sb_kafka_input *in)
     return false;
 }
 
+static void hold_commits(struct sb_kafka_input *in)
+{
+    in->commit_hold = true;
+    in->hold_until_ns = sb_now_ns() + 2 * in->session_timeout_ns;
+}
+
 /* ---- commits -------------------------------------------------------------------------------- */
 
 /* Ask for the commit of every partition whose durable offset moved (asynchronous: the answer
@@ -229,8 +256,15 @@ static void commit_dirty(struct sb_kafka_input *in, bool now)
     uint64_t t = sb_now_ns();
     int n = 0;
 
-    if (!now && t < in->next_commit_ns)
-        return;
+    if (!now && (t < in->next_commit_ns || in->commits_inflight))
+        return; /* one periodic commit at a time: at most one can meet a rebalance */
+    if (!now && in->joining)
+        return; /* it would queue behind the JoinGroup: see commit_hold */
+    if (!now && in->commit_hold) {
+        if (t < in->hold_until_ns)
+            return;
+        in->commit_hold = false;
+    }
     for (size_t i = 0; i < in->n_slots; i++)
         n += in->slots[i].dirty && in->slots[i].assigned;
     if (!n)
@@ -246,7 +280,8 @@ static void commit_dirty(struct sb_kafka_input *in, bool now)
     }
     e = rd_kafka_commit(in->rk, l, 1);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        in->commits_inflight++;
+        if (!in->commits_inflight++)
+            in->commit_sent_ns = t;
     } else {
         in->st.commit_failures++;
         sb_warn("kafka_input", "cannot commit offsets: %s", rd_kafka_err2str(e));
@@ -272,6 +307,9 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         in->commits_inflight--;
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
         return;
+    if (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+        err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID)
+        hold_commits(in);
     for (int i = 0; offsets && i < offsets->cnt; i++) {
         rd_kafka_resp_err_t pe = err ? err : offsets->elems[i].err;
         long s;
@@ -308,10 +346,15 @@ static void give_up(struct sb_kafka_input *in, rd_kafka_topic_partition_list_t *
             in->st.assigned -= in->st.assigned > 0;
         }
     }
-    if (in->cooperative)
+    if (in->cooperative) {
         ee = rd_kafka_incremental_unassign(in->rk, parts);
-    else
+        /* librdkafka rejoins right after it (the callback of the assign that follows the
+         * revoke does not end that join): hold commits until the round after. */
+        hold_commits(in);
+        in->rejoining = true;
+    } else {
         e = rd_kafka_assign(in->rk, NULL);
+    }
     if (ee) {
         sb_error("kafka_input", "unassign: %s", rd_kafka_error_string(ee));
         rd_kafka_error_destroy(ee);
@@ -356,6 +399,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     struct sb_kafka_input *in = opaque;
 
     in->st.rebalances++;
+    if (in->rejoining && err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        in->rejoining = false; /* the "assign after revoke": still joining */
+    else
+        in->commit_hold = false; /* a round ended: the generation is fresh */
     in->cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_error_t *ee = NULL;
@@ -384,6 +431,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             ee = rd_kafka_incremental_assign(rk, parts);
         else
             e = rd_kafka_assign(rk, parts);
+        if (in->paused)
+            set_paused(in, true, parts);
         if (ee) {
             sb_error("kafka_input", "assign: %s", rd_kafka_error_string(ee));
             rd_kafka_error_destroy(ee);
@@ -441,6 +490,49 @@ static void settle(struct sb_kafka_input *in)
     check_marks(in);
     finish_revoke(in);
     commit_dirty(in, false);
+}
+
+/* Pause (or resume) every assigned partition: librdkafka stops fetching them and drops what
+ * it had fetched; resumed, they continue after the last message taken. The queue is still
+ * served meanwhile, so rebalances and commit answers keep coming. */
+static void set_paused(struct sb_kafka_input *in, bool pause, rd_kafka_topic_partition_list_t *only)
+{
+    rd_kafka_topic_partition_list_t *l = only;
+    rd_kafka_resp_err_t e;
+
+    if (!only) {
+        if (pause == in->paused)
+            return;
+        in->paused = pause;
+        l = rd_kafka_topic_partition_list_new((int)in->n_slots);
+        for (size_t i = 0; i < in->n_slots; i++)
+            if (in->slots[i].assigned)
+                rd_kafka_topic_partition_list_add(l, in->slots[i].topic, in->slots[i].partition);
+    }
+    if (l->cnt) {
+        e = pause ? rd_kafka_pause_partitions(in->rk, l) : rd_kafka_resume_partitions(in->rk, l);
+        if (e)
+            sb_warn("kafka_input", "%s partitions: %s", pause ? "pausing" : "resuming",
+                    rd_kafka_err2str(e));
+    }
+    if (!only)
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* librdkafka's statistics: only the consumer group's join state is of interest. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    struct sb_kafka_input *in = opaque;
+    const char *p = memmem(json, len, "\"join_state\"", 12);
+
+    (void)rk;
+    if (p) {
+        p += 12;
+        while (*p == ' ' || *p == ':' || *p == '"')
+            p++;
+        in->joining = strncmp(p, "steady", 6) != 0;
+    }
+    return 0; /* librdkafka frees json */
 }
 
 /* ---- messages ------------------------------------------------------------------------------- */
@@ -525,6 +617,23 @@ static int take(struct sb_kafka_input *in, rd_kafka_message_t *m, uint32_t slot)
     return rc;
 }
 
+/* Not taken after all: fetch the partition again from this message on (and free it). */
+static void seek_back(struct sb_kafka_input *in, rd_kafka_message_t *m)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_error_t *ee;
+
+    rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+        m->offset;
+    ee = rd_kafka_seek_partitions(in->rk, l, 0); /* 0: asynchronous, never blocks */
+    if (ee) {
+        sb_error("kafka_input", "seek: %s", rd_kafka_error_string(ee));
+        rd_kafka_error_destroy(ee);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_message_destroy(m);
+}
+
 /* Serve the consumer queue: messages (until the sink is busy or a round is full), and the
  * rebalance and commit callbacks that come with them; then commit what became durable and
  * finish a pending revoke. */
@@ -538,11 +647,18 @@ static void serve(void *arg)
     for (int i = 0; i < ROUND_MAX; i++) {
         rd_kafka_message_t *m;
         long s;
-        if (in->sink.busy(in->sink.arg))
-            break; /* what stays queued is served by a later tick */
+        bool busy = in->sink.busy(in->sink.arg);
+        set_paused(in,
+                   busy || in->joining ||
+                       (in->commits_inflight && sb_now_ns() - in->commit_sent_ns > COMMIT_STALL_NS),
+                   NULL);
         m = rd_kafka_consumer_poll(in->rk, 0);
         if (!m)
             break;
+        if (!m->err && busy) {
+            seek_back(in, m); /* fetched before the pause took effect: again after the resume */
+            break;
+        }
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 sb_warn("kafka_input", "%s", rd_kafka_message_errstr(m));
@@ -556,16 +672,8 @@ static void serve(void *arg)
             continue;
         }
         if (take(in, m, (uint32_t)s) != 0) {
-            /* Out of memory: read it again later from here (this partition stops for now). */
-            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-            rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)
-                ->offset = m->offset;
-            rd_kafka_error_t *ee = rd_kafka_seek_partitions(in->rk, l, 0);
-            if (ee)
-                rd_kafka_error_destroy(ee);
-            rd_kafka_topic_partition_list_destroy(l);
             sb_error("kafka_input", "out of memory taking a message; reading it again");
-            rd_kafka_message_destroy(m);
+            seek_back(in, m);
             break;
         }
         rd_kafka_message_destroy(m);
@@ -662,7 +770,8 @@ int sb_kafka_input_new(struct sb_kafka_input **out, struct sb_loop *loop,
         conf_set(conf, "group.id", kc->group, 0, err, errlen) ||
         conf_set(conf, "client.id", "segbusd-worker", 0, err, errlen) ||
         conf_set(conf, "auto.offset.reset", "earliest", 0, err, errlen) ||
-        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", 0, err, errlen))
+        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", 0, err, errlen) ||
+        conf_set(conf, "statistics.interval.ms", "100", 0, err, errlen))
         goto fail_conf;
     for (size_t i = 0; i < kc->properties.n; i++)
         if (conf_set(conf, kc->properties.items[i].path, kc->properties.items[i].value,
@@ -672,10 +781,19 @@ int sb_kafka_input_new(struct sb_kafka_input **out, struct sb_loop *loop,
     if (conf_set(conf, "enable.auto.commit", "false", 0, err, errlen) ||
         conf_set(conf, "enable.auto.offset.store", "false", 0, err, errlen))
         goto fail_conf;
+    {
+        char v[32];
+        size_t vn = sizeof v;
+        long ms = 45000;
+        if (rd_kafka_conf_get(conf, "session.timeout.ms", v, &vn) == RD_KAFKA_CONF_OK)
+            ms = atol(v);
+        in->session_timeout_ns = (uint64_t)(ms > 0 ? ms : 45000) * SB_NS_PER_MS;
+    }
     rd_kafka_conf_set_opaque(conf, in);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     if (!in->rk) {
         snprintf(err, errlen, "kafka_input: cannot create the consumer: %s", why);
