@@ -712,6 +712,49 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, i
     return -EINVAL;
 }
 
+/* The consumer's configuration: our defaults, the passed-through properties, then what the
+ * durability promise needs. 0, or -EINVAL with err naming the bad property and its line. */
+static int build_conf(const struct sb_config *cfg, rd_kafka_conf_t **out, char *err, size_t errlen)
+{
+    const __typeof__(cfg->kafka_input) *kc = &cfg->kafka_input;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    *out = NULL;
+    /* Defaults a worker wants, which properties may change... */
+    if (conf_set(conf, "bootstrap.servers", kc->brokers, 0, err, errlen) ||
+        conf_set(conf, "group.id", kc->group, 0, err, errlen) ||
+        conf_set(conf, "client.id", "segbusd-worker", 0, err, errlen) ||
+        conf_set(conf, "auto.offset.reset", "earliest", 0, err, errlen) ||
+        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", 0, err, errlen) ||
+        conf_set(conf, "statistics.interval.ms", "100", 0, err, errlen))
+        goto fail;
+    for (size_t i = 0; i < kc->properties.n; i++)
+        if (conf_set(conf, kc->properties.items[i].path, kc->properties.items[i].value,
+                     kc->properties.items[i].line, err, errlen))
+            goto fail;
+    /* ...and what the durability promise needs, forced: offsets move only by our commits. */
+    if (conf_set(conf, "enable.auto.commit", "false", 0, err, errlen) ||
+        conf_set(conf, "enable.auto.offset.store", "false", 0, err, errlen))
+        goto fail;
+    *out = conf;
+    return 0;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return -EINVAL;
+}
+
+int sb_kafka_input_check(const struct sb_config *cfg, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf;
+    int rc;
+
+    if (!cfg->kafka_input.brokers)
+        return 0;
+    if ((rc = build_conf(cfg, &conf, err, errlen)) == 0)
+        rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
 static void register_metrics(struct sb_kafka_input *in, struct sb_metrics *m)
 {
     static const char *const undecodable[] = {"where", "kafka_input", "reason", "undecodable",
@@ -764,23 +807,8 @@ int sb_kafka_input_new(struct sb_kafka_input **out, struct sb_loop *loop,
     in->vfmt = !kc->value_format || !strcmp(kc->value_format, "auto") ? V_AUTO
                : !strcmp(kc->value_format, "json")                    ? V_JSON
                                                                       : V_MSGPACK;
-    conf = rd_kafka_conf_new();
-    /* Defaults a worker wants, which properties may change... */
-    if (conf_set(conf, "bootstrap.servers", kc->brokers, 0, err, errlen) ||
-        conf_set(conf, "group.id", kc->group, 0, err, errlen) ||
-        conf_set(conf, "client.id", "segbusd-worker", 0, err, errlen) ||
-        conf_set(conf, "auto.offset.reset", "earliest", 0, err, errlen) ||
-        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", 0, err, errlen) ||
-        conf_set(conf, "statistics.interval.ms", "100", 0, err, errlen))
-        goto fail_conf;
-    for (size_t i = 0; i < kc->properties.n; i++)
-        if (conf_set(conf, kc->properties.items[i].path, kc->properties.items[i].value,
-                     kc->properties.items[i].line, err, errlen))
-            goto fail_conf;
-    /* ...and what the durability promise needs, forced: offsets move only by our commits. */
-    if (conf_set(conf, "enable.auto.commit", "false", 0, err, errlen) ||
-        conf_set(conf, "enable.auto.offset.store", "false", 0, err, errlen))
-        goto fail_conf;
+    if ((rc = build_conf(cfg, &conf, err, errlen)) != 0)
+        goto fail;
     {
         char v[32];
         size_t vn = sizeof v;
@@ -797,6 +825,7 @@ int sb_kafka_input_new(struct sb_kafka_input **out, struct sb_loop *loop,
     in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     if (!in->rk) {
         snprintf(err, errlen, "kafka_input: cannot create the consumer: %s", why);
+        rc = -EINVAL;
         goto fail_conf;
     }
     /* Everything (rebalances, commit results, errors) comes through the consumer queue. */

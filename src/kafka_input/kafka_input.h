@@ -50,6 +50,9 @@ struct sb_kafka_input_stats {
     uint32_t assigned;        /* partitions assigned now */
 };
 
+/* Check cfg->kafka_input's librdkafka properties without connecting (segbusd --check-config).
+ * 0 (also when there is no kafka input), or -EINVAL with err naming the property and line. */
+int sb_kafka_input_check(const struct sb_config *cfg, char *err, size_t errlen);
 /* Start the consumer of cfg->kafka_input (brokers must be set) on loop; events go to sink (on
  * the loop thread). metrics may be NULL. cfg and sink must outlive the input. 0, or -errno
  * with err naming what is wrong (a bad librdkafka property names its line). */
