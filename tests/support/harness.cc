@@ -194,6 +194,86 @@ std::string http_get(uint16_t port, const std::string &path)
     return out;
 }
 
+bool Child::start(const std::string &program, const std::vector<std::string> &args,
+                  const std::map<std::string, const char *> &env)
+{
+    char o[] = "/tmp/segbus-out-XXXXXX", e[] = "/tmp/segbus-err-XXXXXX";
+    int ofd = mkostemp(o, O_CLOEXEC), efd = mkostemp(e, O_CLOEXEC);
+    out_path_ = o;
+    err_path_ = e;
+    pid = ofd >= 0 && efd >= 0 ? fork() : -1;
+    if (pid == 0) {
+        dup2(ofd, 1);
+        dup2(efd, 2);
+        for (const auto &kv : env)
+            kv.second ? setenv(kv.first.c_str(), kv.second, 1) : unsetenv(kv.first.c_str());
+        std::vector<char *> argv{(char *)program.c_str()};
+        for (const auto &a : args)
+            argv.push_back((char *)a.c_str());
+        argv.push_back(nullptr);
+        execvp(program.c_str(), argv.data());
+        _exit(127);
+    }
+    if (ofd >= 0)
+        close(ofd);
+    if (efd >= 0)
+        close(efd);
+    return pid > 0;
+}
+
+RunResult Child::wait(int seconds)
+{
+    RunResult r;
+    if (pid <= 0)
+        return r;
+    int st = 0;
+    bool done = wait_for([&] { return waitpid(pid, &st, WNOHANG) == pid; }, seconds * 1000);
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        r.code = -9;
+    } else {
+        r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    pid = -1;
+    r.out = slurp(out_path_);
+    r.err = slurp(err_path_);
+    unlink(out_path_.c_str());
+    unlink(err_path_.c_str());
+    return r;
+}
+
+Child::~Child()
+{
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+    }
+    if (!out_path_.empty()) {
+        unlink(out_path_.c_str());
+        unlink(err_path_.c_str());
+    }
+}
+
+RunResult run_program(const std::string &program, const std::vector<std::string> &args, int seconds,
+                      const std::map<std::string, const char *> &env)
+{
+    Child c;
+    if (!c.start(program, args, env))
+        return {};
+    return c.wait(seconds);
+}
+
+RunResult run_shell(const std::string &command, int seconds)
+{
+    return run_program("/bin/sh", {"-c", command}, seconds);
+}
+
+std::string segbus_cli()
+{
+    return std::string(SEGBUS_BINARY_DIR) + "/src/cli/segbus";
+}
+
 std::string Segbusd::binary()
 {
     return std::string(SEGBUS_BINARY_DIR) + "/src/daemon/segbusd";
@@ -250,7 +330,8 @@ Segbusd::~Segbusd()
     kill9();
 }
 
-std::map<std::string, int> ndjson_message_ids(const std::string &path, int *lines)
+std::map<std::string, int> ndjson_message_ids(const std::string &path, int *lines,
+                                              std::map<std::string, std::string> *line_of)
 {
     std::map<std::string, int> ids;
     std::ifstream f(path);
@@ -262,7 +343,10 @@ std::map<std::string, int> ndjson_message_ids(const std::string &path, int *line
         if (p == std::string::npos)
             continue;
         p += 13;
-        ids[line.substr(p, line.find('"', p) - p)]++;
+        std::string id = line.substr(p, line.find('"', p) - p);
+        ids[id]++;
+        if (line_of)
+            (*line_of)[id] = line;
     }
     if (lines)
         *lines = n;

@@ -63,6 +63,33 @@ Reply http_request(uint16_t port, const std::string &method, const std::string &
 // GET with Connection: close; the raw response (status line, headers and body), "" if refused.
 std::string http_get(uint16_t port, const std::string &path);
 
+// A program run to its end: exit status (128+signal when killed by one; -9 when it outlived
+// its time and was SIGKILLed), stdout and stderr.
+struct RunResult {
+    int code = -1;
+    std::string out, err;
+};
+
+// A child process with stdout and stderr captured in temp files. env: variables to set for it;
+// a null value unsets the variable.
+struct Child {
+    pid_t pid = -1;
+    bool start(const std::string &program, const std::vector<std::string> &args,
+               const std::map<std::string, const char *> &env = {});
+    RunResult wait(int seconds = 60); // then SIGKILL
+    ~Child();
+
+  private:
+    std::string out_path_, err_path_;
+};
+
+RunResult run_program(const std::string &program, const std::vector<std::string> &args,
+                      int seconds = 60, const std::map<std::string, const char *> &env = {});
+// `sh -c command`.
+RunResult run_shell(const std::string &command, int seconds = 60);
+// The built binaries.
+std::string segbus_cli();
+
 // A segbusd child process. Its stderr goes to the log file.
 struct Segbusd {
     pid_t pid = -1;
@@ -78,8 +105,11 @@ struct Segbusd {
     ~Segbusd();
 };
 
-// messageId -> number of lines carrying it, in an NDJSON file of Segment events.
-std::map<std::string, int> ndjson_message_ids(const std::string &path, int *lines = nullptr);
+// messageId -> number of lines carrying it, in an NDJSON file of Segment events; also the
+// number of lines and, when line_of is given, the (last) line of each messageId.
+std::map<std::string, int>
+ndjson_message_ids(const std::string &path, int *lines = nullptr,
+                   std::map<std::string, std::string> *line_of = nullptr);
 // Adds each messageId of a msgpack envelope {"batch": [event...]} to ids; false if the bytes are
 // not such an envelope.
 bool msgpack_batch_message_ids(const void *body, size_t len, std::map<std::string, int> &ids);
