@@ -1307,6 +1307,8 @@ static int check_kafka_input(struct ctx *c, yaml_node_t *node)
     if (!node || is_null(node))
         return 0;
     cfg->kafka_input.line = (int)node->start_mark.line + 1;
+    if (!cfg->kafka_input.brokers && !cfg->kafka_input.group && !cfg->kafka_input.topics.n)
+        return 0; /* the block with its defaults: off */
     if (!cfg->kafka_input.brokers)
         return fail(c, node, "kafka_input.brokers",
                     "the Kafka input needs brokers (host:port,...)");
