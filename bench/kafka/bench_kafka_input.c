@@ -10,6 +10,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "bench_event.h"
 #include "config/config.h"
 #include "json/json.h"
 #include "kafka_input/kafka_input.h"
@@ -65,16 +66,11 @@ static void on_durable(void *arg, uint64_t seq)
     sb_kafka_input_on_durable(input);
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 /* Produce n events (value as JSON or msgpack, key userId, header source=web); 0 when all are
  * acknowledged. */
 static int produce(const char *bootstraps, bool json, long n)
 {
-    char err[256], id[32], user[32];
+    char err[256], user[32];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -93,17 +89,7 @@ static int produce(const char *bootstraps, bool json, long n)
         const void *v;
         size_t vlen, used;
         rd_kafka_resp_err_t e;
-        snprintf(id, sizeof id, "m%ld", i);
-        snprintf(user, sizeof user, "u%ld", i % 1000);
-        msgpack_sbuffer_clear(&sb);
-        msgpack_pack_map(&pk, 6);
-        pack_str(&pk, "type"), pack_str(&pk, "track");
-        pack_str(&pk, "userId"), pack_str(&pk, user);
-        pack_str(&pk, "event"), pack_str(&pk, "Order Completed");
-        pack_str(&pk, "messageId"), pack_str(&pk, id);
-        pack_str(&pk, "properties"), msgpack_pack_map(&pk, 1);
-        pack_str(&pk, "total"), msgpack_pack_int(&pk, 42);
-        pack_str(&pk, "timestamp"), pack_str(&pk, "2026-11-28T14:00:00.000Z");
+        bench_pack_event(&sb, &pk, i, user);
         v = sb.data;
         vlen = sb.size;
         if (json) {

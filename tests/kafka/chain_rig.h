@@ -6,8 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <sqlite3.h>
 
 #include <fstream>
@@ -16,6 +14,7 @@
 #include <string>
 
 #include "harness.h"
+#include "mock_cluster.h"
 
 namespace chain
 {
@@ -26,35 +25,7 @@ using namespace sbt;
 constexpr const char *kAuth =
     "Authorization: Basic d2std2ViOg==\r\nContent-Type: application/json\r\n";
 
-struct Mock {
-    rd_kafka_t *rk = nullptr;
-    rd_kafka_mock_cluster_t *mc = nullptr;
-    std::string bootstraps;
-    explicit Mock(int partitions)
-    {
-        char err[256];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-        mc = rk ? rd_kafka_mock_cluster_new(rk, 3) : nullptr;
-        if (!mc)
-            return;
-        bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
-        rd_kafka_mock_topic_create(mc, "segbus.web", partitions, 3);
-    }
-    void brokers_down(bool down)
-    {
-        for (int b = 1; b <= 3; b++)
-            down ? rd_kafka_mock_broker_set_down(mc, b) : rd_kafka_mock_broker_set_up(mc, b);
-    }
-    ~Mock()
-    {
-        if (mc)
-            rd_kafka_mock_cluster_destroy(mc);
-        if (rk)
-            rd_kafka_destroy(rk);
-    }
-};
+using kmock::Mock;
 
 struct Rig {
     TempDir tmp{"segbus-kafka-chain"};
@@ -67,6 +38,17 @@ struct Rig {
     std::string log(const std::string &name)
     {
         return slurp(tmp / (name + ".log"));
+    }
+
+    // The mock cluster, the hub and a worker `name` (in w), the hub listening.
+    bool start_chain(Segbusd &w, const std::string &name)
+    {
+        if (!mock->mc || !start_hub() || !start_worker(w, name))
+            return false;
+        if (wait_socket(tmp / "hub.sock"))
+            return true;
+        ADD_FAILURE() << log("hub");
+        return false;
     }
 
     bool start_hub()

@@ -13,11 +13,8 @@ namespace
 TEST(KafkaChain, HubToWorkerToSqliteExactlyOnce)
 {
     Rig rig;
-    ASSERT_TRUE(rig.mock->mc);
     Segbusd w;
-    ASSERT_TRUE(rig.start_hub());
-    ASSERT_TRUE(rig.start_worker(w, "w1"));
-    ASSERT_TRUE(wait_socket(rig.tmp / "hub.sock")) << rig.log("hub");
+    ASSERT_TRUE(rig.start_chain(w, "w1"));
     const int n = 3000;
     ASSERT_TRUE(rig.post(0, n)) << rig.log("hub");
     EXPECT_TRUE(wait_for([&] { return rig.sqlite_ids("w1") >= (size_t)n; }, 30000))
@@ -36,11 +33,8 @@ TEST(KafkaChain, HubToWorkerToSqliteExactlyOnce)
 TEST(KafkaChain, BrokersDownAndBackLoseNothing)
 {
     Rig rig;
-    ASSERT_TRUE(rig.mock->mc);
     Segbusd w;
-    ASSERT_TRUE(rig.start_hub());
-    ASSERT_TRUE(rig.start_worker(w, "w1"));
-    ASSERT_TRUE(wait_socket(rig.tmp / "hub.sock")) << rig.log("hub");
+    ASSERT_TRUE(rig.start_chain(w, "w1"));
     const int n = 4000;
     ASSERT_TRUE(rig.post(0, n / 2));
     // Mid-stream: events are flowing through Kafka when every broker goes away for 2 s.

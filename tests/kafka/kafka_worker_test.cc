@@ -14,11 +14,8 @@ namespace
 TEST(KafkaWorker, KilledAndRestartedLosesNothing)
 {
     Rig rig;
-    ASSERT_TRUE(rig.mock->mc);
     Segbusd w;
-    ASSERT_TRUE(rig.start_hub());
-    ASSERT_TRUE(rig.start_worker(w, "w1"));
-    ASSERT_TRUE(wait_socket(rig.tmp / "hub.sock")) << rig.log("hub");
+    ASSERT_TRUE(rig.start_chain(w, "w1"));
     const int n = 6000;
     std::thread feed([&] { rig.post(0, n, 50); });
     // Kill it while it is busy: some events delivered, more consumed, spooled, in flight.
@@ -48,11 +45,8 @@ TEST(KafkaWorker, KilledAndRestartedLosesNothing)
 TEST(KafkaWorker, RebalancesLoseAndRepeatNothing)
 {
     Rig rig;
-    ASSERT_TRUE(rig.mock->mc);
     Segbusd a, b;
-    ASSERT_TRUE(rig.start_hub());
-    ASSERT_TRUE(rig.start_worker(a, "wa"));
-    ASSERT_TRUE(wait_socket(rig.tmp / "hub.sock")) << rig.log("hub");
+    ASSERT_TRUE(rig.start_chain(a, "wa"));
     const int n = 6000;
     std::thread feed([&] { // ~15 s of traffic: the mock re-forms a group in about 5 s
         for (int i = 0; i < n; i += 100) {
