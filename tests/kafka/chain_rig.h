@@ -141,6 +141,18 @@ struct Rig {
         return n;
     }
 
+    // Waits (up to ms) until worker `name` has all n events in SQLite, then stops it and the
+    // hub (SIGTERM: both must exit 0) and checks the table holds exactly n ids.
+    void finish(Segbusd &w, const std::string &name, int n, int ms)
+    {
+        EXPECT_TRUE(wait_for([&] { return sqlite_ids(name) >= (size_t)n; }, ms))
+            << sqlite_ids(name) << "\n"
+            << log(name);
+        EXPECT_EQ(w.stop(15), 0) << log(name);
+        EXPECT_EQ(hub.stop(15), 0) << log("hub");
+        EXPECT_EQ(sqlite_ids(name), (size_t)n);
+    }
+
     // Adds the ids of the worker's SQLite tracks table to ids.
     void sqlite_id_set(const std::string &name, std::map<std::string, int> &ids)
     {

@@ -17,12 +17,7 @@ TEST(KafkaChain, HubToWorkerToSqliteExactlyOnce)
     ASSERT_TRUE(rig.start_chain(w, "w1"));
     const int n = 3000;
     ASSERT_TRUE(rig.post(0, n)) << rig.log("hub");
-    EXPECT_TRUE(wait_for([&] { return rig.sqlite_ids("w1") >= (size_t)n; }, 30000))
-        << rig.sqlite_ids("w1") << "\n"
-        << rig.log("w1");
-    EXPECT_EQ(w.stop(15), 0) << rig.log("w1");
-    EXPECT_EQ(rig.hub.stop(15), 0) << rig.log("hub");
-    EXPECT_EQ(rig.sqlite_ids("w1"), (size_t)n);
+    rig.finish(w, "w1", n, 30000);
     int lines = 0;
     auto ids = rig.file_ids("w1", &lines);
     EXPECT_EQ(missing(ids, n), 0);
@@ -47,12 +42,7 @@ TEST(KafkaChain, BrokersDownAndBackLoseNothing)
     bool posted = rig.post(n / 2, n); // the hub takes them (spooled) while Kafka is down
     later.join();
     ASSERT_TRUE(posted);
-    EXPECT_TRUE(wait_for([&] { return rig.sqlite_ids("w1") >= (size_t)n; }, 40000))
-        << rig.sqlite_ids("w1") << "\n"
-        << rig.log("w1");
-    EXPECT_EQ(w.stop(15), 0) << rig.log("w1");
-    EXPECT_EQ(rig.hub.stop(15), 0) << rig.log("hub");
-    EXPECT_EQ(rig.sqlite_ids("w1"), (size_t)n);
+    rig.finish(w, "w1", n, 40000);
     auto ids = rig.file_ids("w1");
     EXPECT_EQ(missing(ids, n), 0);
     EXPECT_EQ(repeated(ids), 0);

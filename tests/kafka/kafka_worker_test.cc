@@ -27,12 +27,7 @@ TEST(KafkaWorker, KilledAndRestartedLosesNothing)
     feed.join();
     ASSERT_TRUE(midway) << rig.log("w1");
     EXPECT_LT(at_kill, (size_t)n) << "killed too late to test anything";
-    EXPECT_TRUE(wait_for([&] { return rig.sqlite_ids("w1") >= (size_t)n; }, 40000))
-        << rig.sqlite_ids("w1") << "\n"
-        << rig.log("w1");
-    EXPECT_EQ(w.stop(15), 0) << rig.log("w1");
-    EXPECT_EQ(rig.hub.stop(15), 0) << rig.log("hub");
-    EXPECT_EQ(rig.sqlite_ids("w1"), (size_t)n);
+    rig.finish(w, "w1", n, 40000);
     int lines = 0;
     auto ids = rig.file_ids("w1", &lines);
     EXPECT_EQ(missing(ids, n), 0);
