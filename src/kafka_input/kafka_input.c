@@ -23,8 +23,6 @@
  * that a commit refused at the end of that join leaves little for the next owner to re-read. */
 #define COMMIT_STALL_NS (300 * SB_NS_PER_MS)
 
-enum vfmt { V_AUTO, V_JSON, V_MSGPACK };
-
 /* A partition that has been assigned to this consumer at some point. */
 struct slot {
     char *topic;
@@ -56,7 +54,7 @@ struct sb_kafka_input {
     struct sb_loop *loop;
     rd_kafka_t *rk;
     struct sb_kafka_waker *waker;
-    enum vfmt vfmt;
+    enum sb_kafka_value_format vfmt;
     bool cooperative;
     bool closing;
     bool serving; /* inside a round: the rebalance callback only takes notes */
@@ -553,35 +551,34 @@ static int source_of(const struct sb_kafka_input *in, rd_kafka_message_t *m)
     return -1;
 }
 
-/* The value as a msgpack map, or NULL (undecodable). */
-static const uint8_t *decode(struct sb_kafka_input *in, const rd_kafka_message_t *m, size_t *len)
+const uint8_t *sb_kafka_value_decode(enum sb_kafka_value_format fmt, const void *value, size_t len,
+                                     msgpack_sbuffer *scratch, size_t *out_len)
 {
-    const uint8_t *p = m->payload;
-    size_t n = m->len, i = 0;
-    enum vfmt f = in->vfmt;
+    const uint8_t *p = value;
+    size_t n = len, i = 0;
 
     if (!p || !n)
         return NULL;
-    if (f == V_AUTO) {
+    if (fmt == SB_KAFKA_VALUE_AUTO) {
         /* A JSON object starts with '{' (after blanks); in msgpack those bytes are integers,
          * never the start of a map, so the guess is unambiguous for events. */
         while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
             i++;
-        f = i < n && p[i] == '{' ? V_JSON : V_MSGPACK;
+        fmt = i < n && p[i] == '{' ? SB_KAFKA_VALUE_JSON : SB_KAFKA_VALUE_MSGPACK;
     }
-    if (f == V_JSON) {
+    if (fmt == SB_KAFKA_VALUE_JSON) {
         msgpack_packer pk;
         struct sb_json_error je;
-        msgpack_sbuffer_clear(&in->scratch);
-        msgpack_packer_init(&pk, &in->scratch, msgpack_sbuffer_write);
-        if (sb_json_to_msgpack((const char *)p, n, &pk, &je) != 0)
+        msgpack_sbuffer_clear(scratch);
+        msgpack_packer_init(&pk, scratch, msgpack_sbuffer_write);
+        if (sb_json_to_msgpack((const char *)p, n, &pk, &je) != 0 || !scratch->size)
             return NULL;
-        p = (const uint8_t *)in->scratch.data;
-        n = in->scratch.size;
+        p = (const uint8_t *)scratch->data;
+        n = scratch->size;
     }
     if ((p[0] & 0xf0) != 0x80 && p[0] != 0xde && p[0] != 0xdf)
         return NULL; /* not a map: the pipeline's verify would say so with less context */
-    *len = n;
+    *out_len = n;
     return p;
 }
 
@@ -595,7 +592,7 @@ static int take(struct sb_kafka_input *in, rd_kafka_message_t *m, uint32_t slot)
 
     if (round_note(in, slot, m->offset))
         return -ENOMEM;
-    ev = decode(in, m, &len);
+    ev = sb_kafka_value_decode(in->vfmt, m->payload, m->len, &in->scratch, &len);
     if (!ev) {
         in->st.undecodable++;
         in->dropped_undecodable++;
@@ -804,9 +801,9 @@ int sb_kafka_input_new(struct sb_kafka_input **out, struct sb_loop *loop,
     in->sink = *sink;
     in->loop = loop;
     msgpack_sbuffer_init(&in->scratch);
-    in->vfmt = !kc->value_format || !strcmp(kc->value_format, "auto") ? V_AUTO
-               : !strcmp(kc->value_format, "json")                    ? V_JSON
-                                                                      : V_MSGPACK;
+    in->vfmt = !kc->value_format || !strcmp(kc->value_format, "auto") ? SB_KAFKA_VALUE_AUTO
+               : !strcmp(kc->value_format, "json")                    ? SB_KAFKA_VALUE_JSON
+                                                                      : SB_KAFKA_VALUE_MSGPACK;
     if ((rc = build_conf(cfg, &conf, err, errlen)) != 0)
         goto fail;
     {

@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <msgpack.h>
+
 #include "config/config.h"
 #include "hub/hub.h" /* struct sb_hub_sink: how an input hands events to the daemon */
 #include "net/loop.h"
@@ -49,6 +51,18 @@ struct sb_kafka_input_stats {
     uint64_t revoke_timeouts; /* revokes that gave partitions up before all was durable */
     uint32_t assigned;        /* partitions assigned now */
 };
+
+enum sb_kafka_value_format {
+    SB_KAFKA_VALUE_AUTO,    /* a JSON object or a msgpack map, told apart by the first byte */
+    SB_KAFKA_VALUE_JSON,    /* JSON text */
+    SB_KAFKA_VALUE_MSGPACK, /* msgpack as the kafka output writes it */
+};
+
+/* A message value (outside bytes) as an event's msgpack map: value itself (msgpack) or
+ * scratch's bytes (JSON converted; scratch is cleared first). NULL when the value is not a
+ * JSON object or a msgpack map (the map's content is the pipeline's verify's business). */
+const uint8_t *sb_kafka_value_decode(enum sb_kafka_value_format fmt, const void *value, size_t len,
+                                     msgpack_sbuffer *scratch, size_t *out_len);
 
 /* Check cfg->kafka_input's librdkafka properties without connecting (segbusd --check-config).
  * 0 (also when there is no kafka input), or -EINVAL with err naming the property and line. */
