@@ -22,6 +22,7 @@
  * JoinGroup held while the group re-forms): stop taking messages until it is answered, so
  * that a commit refused at the end of that join leaves little for the next owner to re-read. */
 #define COMMIT_STALL_NS (300 * SB_NS_PER_MS)
+#define CLOSE_NS (5 * SB_NS_PER_S) /* leaving the group at shutdown, at most */
 
 /* A partition that has been assigned to this consumer at some point. */
 struct slot {
@@ -862,6 +863,36 @@ void sb_kafka_input_get_stats(const struct sb_kafka_input *in, struct sb_kafka_i
         *st = in->st;
 }
 
+/* Leave the group (commits in flight answered, partitions given up) within CLOSE_NS: with
+ * the coordinator unreachable rd_kafka_consumer_close() could wait much longer, and a SIGTERM
+ * must end the daemon. What is not committed then is read again by the next owner. */
+static void close_consumer(struct sb_kafka_input *in)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(in->rk);
+    rd_kafka_error_t *ce = rd_kafka_consumer_close_queue(in->rk, q);
+    uint64_t until = sb_now_ns() + CLOSE_NS;
+    bool closed = false;
+
+    if (ce) {
+        sb_warn("kafka_input", "closing the consumer: %s", rd_kafka_error_string(ce));
+        rd_kafka_error_destroy(ce);
+    } else {
+        while (!(closed = rd_kafka_consumer_closed(in->rk)) && sb_now_ns() < until) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+            if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                on_rebalance(in->rk, rd_kafka_event_error(ev),
+                             rd_kafka_event_topic_partition_list(ev), in);
+            if (ev)
+                rd_kafka_event_destroy(ev);
+        }
+        if (!closed)
+            sb_warn("kafka_input", "the group did not answer the leave within %d s",
+                    (int)(CLOSE_NS / SB_NS_PER_S));
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy_flags(in->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
 void sb_kafka_input_free(struct sb_kafka_input *in)
 {
     if (!in)
@@ -869,14 +900,10 @@ void sb_kafka_input_free(struct sb_kafka_input *in)
     in->closing = true;
     sb_kafka_waker_free(in->waker); /* before the handle goes: no more eventfd writes */
     if (in->rk) {
-        rd_kafka_resp_err_t e;
         check_marks(in);
-        commit_dirty(in, true); /* consumer_close waits for commits in flight */
+        commit_dirty(in, true); /* the close below waits for commits in flight */
         finish_revoke(in);      /* closing: gives the partitions up at once */
-        e = rd_kafka_consumer_close(in->rk);
-        if (e)
-            sb_warn("kafka_input", "closing the consumer: %s", rd_kafka_err2str(e));
-        rd_kafka_destroy(in->rk);
+        close_consumer(in);
     }
     for (size_t i = 0; i < in->n_marks; i++) {
         free(mark_at(in, i)->need);

@@ -48,4 +48,21 @@ TEST(KafkaChain, BrokersDownAndBackLoseNothing)
     EXPECT_EQ(repeated(ids), 0);
 }
 
+// SIGTERM while Kafka is unreachable: the worker delivers what it has, cannot commit or leave
+// the group, and still exits within its bounds (librdkafka's own close could wait much longer).
+TEST(KafkaChain, WorkerStopsWhileBrokersDown)
+{
+    Rig rig;
+    Segbusd w;
+    ASSERT_TRUE(rig.start_chain(w, "w1"));
+    ASSERT_TRUE(rig.post(0, 500));
+    ASSERT_TRUE(wait_for([&] { return rig.sqlite_ids("w1") >= 500; }, 30000)) << rig.log("w1");
+    rig.mock->brokers_down(true);
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(w.stop(20), 0) << rig.log("w1");
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+    rig.mock->brokers_down(false);
+    EXPECT_EQ(rig.hub.stop(15), 0) << rig.log("hub");
+}
+
 } // namespace
