@@ -820,6 +820,7 @@ int sb_kafka_input_new(struct sb_kafka_input **out, struct sb_loop *loop,
     rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_log_cb(conf, sb_kafka_log);
     in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     if (!in->rk) {
         snprintf(err, errlen, "kafka_input: cannot create the consumer: %s", why);

@@ -1,4 +1,5 @@
-/* kafka_waker.c: a librdkafka queue's io event on an eventfd, read on the io_uring loop. */
+/* kafka_waker.c: a librdkafka queue's io event on an eventfd, read on the io_uring loop; its
+ * log lines in segbusd's log. */
 #include "kafka_input/kafka_waker.h"
 
 #include <errno.h>
@@ -86,6 +87,13 @@ int sb_kafka_waker_new(struct sb_kafka_waker **out, struct sb_loop *loop, rd_kaf
     }
     *out = w;
     return 0;
+}
+
+void sb_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    enum sb_log_level l = level <= 4 ? SB_LOG_WARN : level <= 6 ? SB_LOG_INFO : SB_LOG_DEBUG;
+
+    sb_log(l, "rdkafka", "%s: %s: %s", rk ? rd_kafka_name(rk) : "-", fac, buf);
 }
 
 void sb_kafka_waker_free(struct sb_kafka_waker *w)

@@ -198,6 +198,7 @@ static int kafka_init(void **state, const struct sb_output_config *cfg, struct s
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr);
     rd_kafka_conf_set_error_cb(conf, kafka_error);
+    rd_kafka_conf_set_log_cb(conf, sb_kafka_log);
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
     if (!k->rk) {
         snprintf(err, errlen, "output %s: cannot create the Kafka producer: %s", k->name, why);
