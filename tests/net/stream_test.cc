@@ -65,9 +65,9 @@ void deadline(sb_stream *)
 // SQ of 16 entries (CQ of 64), 24 streams, each with a far deadline (its timer is in the
 // kernel), all closed from one timer callback: each close queues a timeout removal and a NOP,
 // more than the SQ holds (but not enough to overflow the CQ, which would make liburing enter
-// the kernel to flush it), so SQEs are submitted from inside the dispatch of completions. The removals'
-// completions come back as deferred task work, which the kernel runs only when the loop waits
-// for completions. A loop that keeps dispatching the NOPs it posts itself never waits: no
+// the kernel to flush it), so SQEs are submitted from inside the dispatch of completions. The
+// removals' completions come back as deferred task work, which the kernel runs only when the loop
+// waits for completions. A loop that keeps dispatching the NOPs it posts itself never waits: no
 // stream finishes, and neither a later timer nor a signal is ever seen.
 int close_many_from_a_callback()
 {
