@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <simdjson.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <deque>
@@ -223,22 +224,38 @@ bool produce(const std::string &sock, const std::string &prefix, int n, size_t e
     o.full_policy = SEGBUS_FULL_BLOCK;
     o.block_timeout_ms = 5000;
     segbus_producer_t *h;
-    if (segbus_producer_open(&h, sock.c_str(), &o) != 0)
-        return false;
-    bool ok = true;
-    for (int i = 0; i < n; i++) {
-        std::string id = prefix + std::to_string(i);
-        std::string e =
-            extra ? pack({{"type", Val::str("track")},
-                          {"userId", Val::str("u1")},
-                          {"event", Val::str("Big")},
-                          {"messageId", Val::str(id)},
-                          {"properties",
-                           Val::raw(map_raw({{"pad", Val::str(std::string(extra, fill))}}))}})
-                  : track(id);
-        ok &= segbus_producer_write(h, SEGBUS_RECORD_TYPE_EVENT, e.data(), e.size()) == 0;
+    // The socket file appears at bind(), a moment before listen(): a refused connection then
+    // means "not yet".
+    int rc = segbus_producer_open(&h, sock.c_str(), &o);
+    for (int i = 0; i < 100 && rc == -SEGBUS_ENODAEMON; i++) {
+        usleep(20000);
+        rc = segbus_producer_open(&h, sock.c_str(), &o);
     }
-    ok &= segbus_producer_flush(h, 10000) == 0;
+    if (rc != 0) {
+        fprintf(stderr, "producer open: %s\n", segbus_strerror(rc));
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        std::string id = prefix + std::to_string(i);
+        std::string pad(extra, fill);
+        std::string e = extra ? pack({{"type", Val::str("track")},
+                                      {"userId", Val::str("u1")},
+                                      {"event", Val::str("Big")},
+                                      {"messageId", Val::str(id)},
+                                      {"properties", Val::raw(map_raw({{"pad", Val::str(pad)}}))}})
+                              : track(id);
+        rc = segbus_producer_write(h, SEGBUS_RECORD_TYPE_EVENT, e.data(), e.size());
+        if (rc != 0) {
+            fprintf(stderr, "producer write %s: %s\n", id.c_str(), segbus_strerror(rc));
+            ok = false;
+        }
+    }
+    rc = segbus_producer_flush(h, 10000);
+    if (rc != 0) {
+        fprintf(stderr, "producer flush: %s\n", segbus_strerror(rc));
+        ok = false;
+    }
     segbus_producer_close(h);
     return ok;
 }
