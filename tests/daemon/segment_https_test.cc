@@ -175,7 +175,7 @@ struct Daemon {
     std::string sock = dir / "segbusd.sock", log = dir / "segbusd.log", dead = dir / "dead.ndjson";
     Segbusd d;
     void configure(uint16_t port, const std::string &ca_file, const std::string &timeout = "2s",
-                   int max_events = 20)
+                   int max_events = 20, const std::string &host = "127.0.0.1")
     {
         write_file(dir / "segbusd.yaml",
                    "log_level: info\nshutdown_timeout: 1s\n"
@@ -196,7 +196,7 @@ struct Daemon {
                        "    name: segment\n"
                        "    settings:\n"
                        "      write_key: " +
-                       kWriteKey + "\n      host: https://127.0.0.1:" + std::to_string(port) +
+                       kWriteKey + "\n      host: https://" + host + ":" + std::to_string(port) +
                        "\n      gzip: true\n      tls_ca_file: " + ca_file +
                        "\n      timeout: " + timeout + "\n      dead_letter: " + dead + "\n");
     }
@@ -457,7 +457,16 @@ TEST(SegmentHttps, WrongCaAndWrongHostFailClearlyAndLoseNothing)
         << dm.logs();
     EXPECT_EQ(dm.d.stop(15), 1) << dm.logs();
     EXPECT_EQ(seg.nrequests(), 0u);
-    // 3. All well: every event arrives, once.
+    // 2b. The same by name, as for api.segment.io: SNI and a host-name check.
+    dm.configure(port, pki().ca, "2s", 20, "localhost");
+    before = dm.logs().size();
+    ASSERT_TRUE(dm.start()) << dm.logs();
+    EXPECT_TRUE(wait_for(
+        [&] { return dm.logs().find("hostname mismatch", before) != std::string::npos; }, 10000))
+        << dm.logs();
+    EXPECT_EQ(dm.d.stop(15), 1) << dm.logs();
+    EXPECT_EQ(seg.nrequests(), 0u);
+    // 3. All well (by name): every event arrives, once.
     seg.http.stop();
     ASSERT_TRUE(seg.start(pki()));
     ASSERT_TRUE(dm.start()) << dm.logs();
