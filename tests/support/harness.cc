@@ -356,6 +356,21 @@ std::map<std::string, int> ndjson_message_ids(const std::string &path, int *line
     return ids;
 }
 
+std::string daemon_config(const std::string &dir, uint16_t http_port, uint16_t metrics_port,
+                          unsigned max_events)
+{
+    std::string c = "shutdown_timeout: 10s\nsocket: {path: " + dir + "/segbusd.sock}\n" +
+                    "batch: {max_events: " + std::to_string(max_events) +
+                    ", flush_interval: 10ms}\n" +
+                    "dedup: {window_count: 100000, window_time: 1h}\n" + "spool: {dir: " + dir +
+                    "/spool, segment_bytes: 4MiB, max_bytes: 256MiB}\n";
+    c += metrics_port ? "metrics: {listen: 127.0.0.1:" + std::to_string(metrics_port) + "}\n"
+                      : std::string("metrics: {listen: \"\"}\n");
+    if (http_port)
+        c += "http: {enabled: true, listen: 127.0.0.1:" + std::to_string(http_port) + "}\n";
+    return c;
+}
+
 std::vector<std::string> json_message_ids(const std::string &json)
 {
     std::vector<std::string> v;

@@ -90,6 +90,13 @@ RunResult run_shell(const std::string &command, int seconds = 60);
 // The built binaries.
 std::string segbus_cli();
 
+// The common head of a test segbusd config: socket <dir>/segbusd.sock, spool <dir>/spool,
+// batches of max_events flushed every 10 ms, a 1 h dedup window, metrics on 127.0.0.1:
+// metrics_port (off when 0), the hub's HTTP input on 127.0.0.1:http_port (off when 0). Append
+// sources: and outputs:.
+std::string daemon_config(const std::string &dir, uint16_t http_port, uint16_t metrics_port,
+                          unsigned max_events = 500);
+
 // A segbusd child process. Its stderr goes to the log file.
 struct Segbusd {
     pid_t pid = -1;
