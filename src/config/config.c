@@ -1170,6 +1170,9 @@ static int check_webhook_headers(struct ctx *c, yaml_node_t *item, const char *p
     for (int k = 0; reserved[k]; k++)
         if (!strcasecmp(sig, reserved[k]))
             return fail(c, item, path, "settings.signature_header: %s is set by segbusd", sig);
+    if (o->headers.n > SB_WEBHOOK_MAX_HEADERS)
+        return fail(c, item, path, "settings.headers: at most %d extra headers",
+                    SB_WEBHOOK_MAX_HEADERS);
     for (size_t i = 0; i < o->headers.n; i++) {
         const struct sb_kv *h = &o->headers.items[i];
         /* Never echo the value: headers often carry tokens. */

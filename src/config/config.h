@@ -32,6 +32,8 @@ enum sb_cfg_log_level { SB_CFG_LOG_DEBUG, SB_CFG_LOG_INFO, SB_CFG_LOG_WARN, SB_C
 enum sb_spool_full_policy { SB_SPOOL_FULL_BLOCK, SB_SPOOL_FULL_DROP_OLDEST };
 enum sb_environment { SB_ENV_DEV, SB_ENV_STAGING, SB_ENV_PROD };
 enum sb_webhook_mode { SB_WEBHOOK_BATCH, SB_WEBHOOK_EVENT }; /* one POST per batch / event */
+#define SB_WEBHOOK_MAX_HEADERS 16
+
 enum sb_output_type {
     SB_OUTPUT_SEGMENT,
     SB_OUTPUT_HUB,
@@ -124,7 +126,8 @@ struct sb_output_config {
     char *secret;           /* HMAC-SHA256 signing secret; NULL = unsigned */
     char *signature_header; /* where the signature goes; NULL = "X-Signature" */
     enum sb_webhook_mode webhook_mode;
-    struct sb_kv_list headers; /* extra request headers: path = name, value */
+    struct sb_kv_list headers; /* extra request headers: path = name, value (at most
+                                  SB_WEBHOOK_MAX_HEADERS) */
     /* kafka */
     char *brokers;
     char *topic;             /* "{source}" = the output's one source */
