@@ -164,6 +164,17 @@ struct HubStandIn {
     int max_copies(); // the most times one messageId arrived (1 when exactly once)
 };
 
+// A test PKI made with the openssl CLI in a temp dir: a CA, a server certificate signed by it
+// for IP 127.0.0.1 and DNS localhost (cert, key), one signed by it for another name only
+// (wrong_host_cert, wrong_host_key: a host-name mismatch), and an unrelated CA (other_ca).
+// ok is false (with the CLI's output in error) if openssl failed.
+struct TestCA {
+    TempDir dir{"segbus-ca"};
+    std::string ca, other_ca, cert, key, wrong_host_cert, wrong_host_key, error;
+    bool ok = false;
+    TestCA();
+};
+
 // Answers with a JSON body and Content-Type: application/json (plus extra headers as
 // "Name: value" pairs, e.g. {"Retry-After", "0"}).
 void respond_json(sb_http_exchange *ex, int status, const std::string &body,
