@@ -43,6 +43,10 @@ struct sb_output_runner {
     /* The batch being delivered (read from the spool), retried until acked or dead-lettered. */
     bool have_batch, in_flight, pumping, closing;
     uint64_t batch_seq;
+    /* A split of batch_seq whose first split_parts halves are in the spool already (the spool
+     * refused the rest): a retry appends only what is missing. */
+    uint64_t split_seq;
+    int split_parts;
     struct sb_buf batch;
     uint32_t batch_count;
     struct sb_retry retry;
@@ -411,7 +415,11 @@ static int split_batch(struct sb_output_runner *r)
         if (sb_mp_skip(&rd) != 0)
             return -EPROTO;
     mid = sb_mp_reader_offset(&rd);
-    for (int part = 0; part < 2; part++) {
+    if (r->split_seq != r->batch_seq) {
+        r->split_seq = r->batch_seq;
+        r->split_parts = 0;
+    }
+    for (int part = r->split_parts; part < 2; part++) {
         const uint8_t *p = part ? ev + mid : ev;
         size_t n = part ? len - mid : mid;
         uint32_t count = part ? r->batch_count - half : half;
@@ -430,11 +438,10 @@ static int split_batch(struct sb_output_runner *r)
             sb_buf_append(&r->rec, r->batch.data + r->batch.len - SB_BATCH_TAIL_BYTES,
                           SB_BATCH_TAIL_BYTES))
             return -ENOMEM;
-        /* The first half may be in the spool already if the second failed last time: a
-         * duplicate delivery at worst, never a loss. */
         rc = sb_spool_append(r->spool, r->rec.data, r->rec.len, &seq);
         if (rc)
             return rc;
+        r->split_parts = part + 1;
     }
     r->c.split++;
     return 0;
