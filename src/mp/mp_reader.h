@@ -3,6 +3,7 @@
 #ifndef SEGBUS_MP_MP_READER_H
 #define SEGBUS_MP_MP_READER_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,10 +77,64 @@ static inline size_t sb_mp_reader_left(const struct sb_mp_reader *r)
  * a map only the header is consumed and the cursor is on the first element (or key). A
  * container whose count could not fit in the bytes left is refused up front, so loops over
  * v.count are bounded by the input size. 0, or -EINVAL on truncation, the never-used byte 0xc1
- * or an empty input; the cursor does not move on error. */
-int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it);
+ * or an empty input; the cursor does not move on error.
+ * The one-byte forms (fixint, fixstr, fixmap, fixarray, nil, bool), which make up most of an
+ * event, are decoded inline here: every reader of msgpack in segbus runs through this. */
+size_t sb_mp__decode(const struct sb_mp_reader *r, struct sb_mp_item *it); /* the rest */
+
+static inline size_t sb_mp__decode_inline(const struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    const uint8_t *p = r->p;
+    size_t left = (size_t)(r->end - p);
+    uint8_t b;
+
+    if (__builtin_expect(left == 0, 0))
+        return 0;
+    b = p[0];
+    if (b <= 0x7f) {
+        it->type = SB_MP_UINT;
+        it->v.u = b;
+        return 1;
+    }
+    if (b >= 0xa0 && b <= 0xbf) {
+        size_t n = b & 0x1fu;
+        if (n > left - 1)
+            return 0;
+        it->type = SB_MP_STR;
+        it->v.str.ptr = p + 1;
+        it->v.str.len = (uint32_t)n;
+        return 1 + n;
+    }
+    if (b <= 0x9f) { /* 0x80..0x9f: fixmap, fixarray; every element takes at least a byte */
+        uint32_t count = b & 0x0fu;
+        bool map = b <= 0x8f;
+        if ((map ? 2u * count : count) > left - 1)
+            return 0;
+        it->type = map ? SB_MP_MAP : SB_MP_ARRAY;
+        it->v.count = count;
+        return 1;
+    }
+    if (b >= 0xe0) {
+        it->type = SB_MP_INT;
+        it->v.i = (int8_t)b;
+        return 1;
+    }
+    return sb_mp__decode(r, it);
+}
+
+static inline int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    size_t n = sb_mp__decode_inline(r, it);
+    if (__builtin_expect(n == 0, 0))
+        return -EINVAL;
+    r->p += n;
+    return 0;
+}
 /* Like sb_mp_next without moving the cursor. */
-int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it);
+static inline int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    return sb_mp__decode_inline(r, it) ? 0 : -EINVAL;
+}
 /* Skip one whole value (nested containers included), iteratively: no recursion, no depth
  * limit, time linear in the bytes. 0 or -EINVAL (the cursor does not move on error). */
 int sb_mp_skip(struct sb_mp_reader *r);

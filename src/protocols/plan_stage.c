@@ -17,8 +17,8 @@
 #include "protocols/protocols.h"
 #include "protocols/rewrite.h"
 
-#define MAX_HANDLED 100     /* violations handled per event (more are counted as one block) */
-#define MAX_SERIES 1024     /* distinct (event, type, field) counter series per stage */
+#define MAX_HANDLED 100 /* violations handled per event (more are counted as one block) */
+#define MAX_SERIES 1024 /* distinct (event, type, field) counter series per stage */
 
 static int buf_write(void *data, const char *buf, size_t len)
 {
@@ -125,9 +125,41 @@ static int pack_violations(msgpack_packer *pk, const struct sb_plan_opts *o,
     return 0;
 }
 
+static int handle(const struct sb_plan *plan, const struct sb_plan_opts *o, const uint8_t *ev,
+                  size_t len, const struct sb_event_meta *meta, struct sb_violations *v,
+                  struct sb_plan_match *match, struct sb_buf *out);
+
 int sb_plan_handle(const struct sb_plan *plan, const struct sb_plan_opts *o, const uint8_t *ev,
                    size_t len, struct sb_violations *v, struct sb_plan_match *match,
                    struct sb_buf *out)
+{
+    return handle(plan, o, ev, len, NULL, v, match, out);
+}
+
+/* The rule type of a call (-1: alias, which plans do not cover). */
+static int rule_type(enum sb_call call)
+{
+    switch (call) {
+    case SB_CALL_TRACK:
+        return SB_RULE_TRACK;
+    case SB_CALL_IDENTIFY:
+        return SB_RULE_IDENTIFY;
+    case SB_CALL_GROUP:
+        return SB_RULE_GROUP;
+    case SB_CALL_PAGE:
+        return SB_RULE_PAGE;
+    case SB_CALL_SCREEN:
+        return SB_RULE_SCREEN;
+    default:
+        return -1;
+    }
+}
+
+/* meta non-NULL: ev passed sb_event_inspect (checked, type and name in meta), so the plan need
+ * not check or look them up again. */
+static int handle(const struct sb_plan *plan, const struct sb_plan_opts *o, const uint8_t *ev,
+                  size_t len, const struct sb_event_meta *meta, struct sb_violations *v,
+                  struct sb_plan_match *match, struct sb_buf *out)
 {
     struct sb_rw_rule rules[MAX_HANDLED + 1];
     struct sb_buf val = SB_BUF_INIT;
@@ -138,7 +170,9 @@ int sb_plan_handle(const struct sb_plan *plan, const struct sb_plan_opts *o, con
 
     sb_violations_clear(v);
     v->limit = MAX_HANDLED;
-    rc = sb_plan_check(plan, ev, len, v, match);
+    rc = meta ? sb_plan_check_event(plan, ev, len, rule_type(meta->call), (const char *)meta->event,
+                                    meta->event_len, v, match)
+              : sb_plan_check(plan, ev, len, v, match);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -229,8 +263,8 @@ static void count(struct pstage *ps, const char *event, const struct sb_violatio
             ps->n_series++;
         }
     }
-    const char *const labels[] = {"source", ps->source_name, "event", event, "type", type,
-                                  "field",  field,           NULL};
+    const char *const labels[] = {"source", ps->source_name, "event", event, "type",
+                                  type,     "field",         field,   NULL};
     if ((c = sb_metrics_counter(ps->m, "segbus_plan_violations_total",
                                 "Tracking-plan violations by source, event, type and field.",
                                 labels)))
@@ -300,7 +334,9 @@ static int plan_process(struct sb_stage *st, struct sb_stage_event *ev)
 
     if (ev->meta->source != ps->source)
         return SB_STAGE_PASS;
-    rc = sb_plan_handle(ps->plan, &ps->o, ev->data, ev->len, &ps->v, &match, ev->scratch);
+    /* every event a stage sees passed sb_event_inspect (verify, or the re-inspection after a
+     * replace): its bytes are checked and meta matches them */
+    rc = handle(ps->plan, &ps->o, ev->data, ev->len, ev->meta, &ps->v, &match, ev->scratch);
     if (rc == -EINVAL) {
         ev->reason = 0;
         return SB_STAGE_DROP;
@@ -309,18 +345,10 @@ static int plan_process(struct sb_stage *st, struct sb_stage_event *ev)
         return rc;
     if (rc == SB_PLAN_CLEAN)
         return SB_STAGE_PASS;
-    {
-        /* the name from the bytes: metadata may be stale after an earlier stage's replace */
-        struct sb_mp_reader r;
-        const char *name;
-        size_t n;
-        if ((sb_mp_lookup(ev->data, ev->len, "event", &r) == 1 ||
-             sb_mp_lookup(ev->data, ev->len, "name", &r) == 1) &&
-            !sb_mp_read_str(&r, &name, &n)) {
-            n = n < sizeof event - 1 ? n : sizeof event - 1;
-            memcpy(event, name, n);
-            event[n] = 0;
-        }
+    if (ev->meta->event) {
+        size_t n = ev->meta->event_len < sizeof event - 1 ? ev->meta->event_len : sizeof event - 1;
+        memcpy(event, ev->meta->event, n);
+        event[n] = 0;
     }
     for (size_t i = 0; i < ps->v.count; i++)
         count(ps, event, &ps->v.items[i]);

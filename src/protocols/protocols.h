@@ -42,8 +42,8 @@ struct sb_plan_opts {
     enum sb_pmode unplanned_events;     /* allow | block */
     enum sb_pmode unplanned_properties; /* allow | omit */
     enum sb_pmode invalid;              /* allow | omit | block (required/type/value) */
-    char *log_path;                     /* blocked events, NDJSON; NULL = <dir>/<source>.violations.ndjson */
-    uint64_t log_max_bytes;             /* rotate to <log>.1 past this size; 0 = never */
+    char *log_path;         /* blocked events, NDJSON; NULL = <dir>/<source>.violations.ndjson */
+    uint64_t log_max_bytes; /* rotate to <log>.1 past this size; 0 = never */
 };
 
 /* Parse a source's `violations` list. Unknown keys and bad values are errors naming the line. */

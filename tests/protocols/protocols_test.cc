@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "json/json.h"
+#include "pipeline/verify.h"
 #include "protocols/protocols.h"
 #include "protocols/rewrite.h"
 }
@@ -261,6 +262,106 @@ TEST(Transform, SeedPiiMiddlewareOnTrack)
                         R"({"type":"track","event":"order completed","properties":{"order_id":"O","email":"a@b.c","phone":"1","ip_address":"::1"}})"));
 }
 
+// The transform stage runs in the pipeline after verify: when its rules cannot invalidate an
+// event, it derives the new event's metadata from its own rewrite (no second inspection). That
+// metadata must be exactly what sb_event_inspect says of the new bytes.
+struct stage_run {
+    int verdict;
+    bool inspected;
+    sb_event_meta meta, want;
+    int want_rc;
+    std::string json, bytes;
+};
+
+stage_run run_transform_stage(std::initializer_list<std::pair<const char *, const char *>> rules,
+                              const std::string &event_json)
+{
+    kvs k(rules);
+    sb_transform *t;
+    char err[256] = "";
+    stage_run r{};
+    EXPECT_EQ(0, sb_transform_new(&k.list, &t, err, sizeof err)) << err;
+    sb_stage *st = sb_transform_stage_new(t, 0);
+    std::string in = mp(event_json);
+    sb_buf scratch = SB_BUF_INIT;
+    r.meta.source = 0;
+    EXPECT_EQ(0, sb_event_inspect(reinterpret_cast<const uint8_t *>(in.data()), in.size(), &r.meta));
+    sb_stage_event ev{reinterpret_cast<const uint8_t *>(in.data()), in.size(), &r.meta, &scratch, 0,
+                      false};
+    r.verdict = st->process(st, &ev);
+    r.inspected = ev.inspected;
+    if (r.verdict == SB_STAGE_REPLACE) {
+        r.want_rc = sb_event_inspect(scratch.data, scratch.len, &r.want);
+        r.json = js(scratch.data, scratch.len);
+        r.bytes.assign(reinterpret_cast<char *>(scratch.data), scratch.len);
+    }
+    st->destroy(st);
+    sb_buf_free(&scratch);
+    return r;
+}
+
+void expect_same_meta(const stage_run &r)
+{
+    ASSERT_EQ(0, r.want_rc) << r.json;
+    EXPECT_EQ(r.want.call, r.meta.call);
+    // the same places in the new bytes, not just equal text
+    EXPECT_EQ(r.want.message_id, r.meta.message_id);
+    EXPECT_EQ(r.want.message_id_len, r.meta.message_id_len);
+    EXPECT_EQ(r.want.event, r.meta.event);
+    EXPECT_EQ(r.want.event_len, r.meta.event_len);
+    EXPECT_EQ(r.want.user_id, r.meta.user_id);
+    EXPECT_EQ(r.want.user_id_len, r.meta.user_id_len);
+    EXPECT_EQ(r.want.integrations, r.meta.integrations);
+    EXPECT_EQ(r.want.integrations_len, r.meta.integrations_len);
+}
+
+TEST(TransformStage, InspectsItsOwnRewrite)
+{
+    auto r = run_transform_stage(
+        {{"0.drop.0", "properties.email"}, {"1.normalize", "title_case"}, {"2.salt", "s"},
+         {"2.hash.0", "userId"}, {"3.set.context.library.name", "segbus"}},
+        R"({"type":"track","event":"order completed","userId":"u1","messageId":"m1",)"
+        R"("integrations":{"All":false},"properties":{"email":"a@b.c","total":1}})");
+    ASSERT_EQ(SB_STAGE_REPLACE, r.verdict);
+    EXPECT_TRUE(r.inspected);
+    expect_same_meta(r);
+    EXPECT_EQ(15u, r.meta.event_len);
+    EXPECT_EQ(0, memcmp(r.meta.event, "Order Completed", 15));
+    EXPECT_EQ(64u, r.meta.user_id_len); // the hash, where the rewrite put it
+}
+
+TEST(TransformStage, WideMapsKeepCanonicalHeaders)
+{
+    // 20 root keys (map16 header) with one dropped, and a page whose name is absent
+    std::string ev = R"({"type":"page","anonymousId":"a","messageId":"m2")";
+    for (int i = 0; i < 20; i++)
+        ev += ",\"k" + std::to_string(i) + "\":" + std::to_string(i);
+    ev += R"(,"sentAt":"x","properties":{"email":"e"}})";
+    auto r = run_transform_stage({{"0.drop.0", "sentAt"}, {"0.drop.1", "properties.email"}}, ev);
+    ASSERT_EQ(SB_STAGE_REPLACE, r.verdict);
+    EXPECT_TRUE(r.inspected);
+    expect_same_meta(r);
+    EXPECT_EQ(nullptr, r.meta.event);
+    EXPECT_EQ(std::string::npos, r.json.find("sentAt"));
+    EXPECT_NE(std::string::npos, r.json.find(R"("k19":19,"properties":{}})")) << r.json;
+    // the smallest headers, as msgpack-c packs: the same bytes as packing its JSON again
+    EXPECT_EQ(mp(r.json), r.bytes);
+}
+
+TEST(TransformStage, RulesThatCouldInvalidateLeaveInspectionToThePipeline)
+{
+    // dropping an identity field may leave an event without one: the pipeline must look
+    auto r = run_transform_stage({{"0.drop.0", "anonymousId"}},
+                                 R"({"type":"track","event":"E","userId":"u","anonymousId":"a",)"
+                                 R"("messageId":"m"})");
+    ASSERT_EQ(SB_STAGE_REPLACE, r.verdict);
+    EXPECT_FALSE(r.inspected);
+    auto u = run_transform_stage({{"0.drop.0", "properties.x"}},
+                                 R"({"type":"track","event":"E","userId":"u","messageId":"m",)"
+                                 R"("properties":{"y":1}})");
+    EXPECT_EQ(SB_STAGE_PASS, u.verdict); // nothing to drop: no rewrite reaches the pipeline
+}
+
 TEST(PlanHandling, SeedEventIsClean)
 {
     auto h = handle(seed_plan, opts(SB_PMODE_BLOCK, SB_PMODE_OMIT, SB_PMODE_BLOCK),
@@ -347,6 +448,10 @@ TEST(PlanStage, BlockedEventsGoToTheRotatedLog)
     std::string ev = mp(seed_event(R"({"order_id":7})"));
     sb_event_meta meta{};
     meta.source = 0;
+    // what verify's sb_event_inspect fills in: stages read the call and name from meta
+    meta.call = SB_CALL_TRACK;
+    meta.event = reinterpret_cast<const uint8_t *>("Order Completed");
+    meta.event_len = 15;
     sb_buf scratch = SB_BUF_INIT;
     for (int i = 0; i < 3; i++) {
         sb_stage_event se{reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta, &scratch, 0};
