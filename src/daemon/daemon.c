@@ -687,8 +687,20 @@ static void on_durable(void *arg, uint64_t upto_seq)
         sb_hub_poll(d->hub);
 }
 
+/* violations.forward_to: a `Violation Generated` event made by the plan stage goes straight to
+ * the named output (chosen explicitly, so its source/allow filters do not apply). */
+static int forward_violation(void *arg, const char *output, const uint8_t *ev, size_t len)
+{
+    struct sb_daemon *d = arg;
+    for (size_t i = 0; i < d->n_outs; i++)
+        if (d->outs[i] && !strcmp(sb_output_runner_name(d->outs[i]), output))
+            return sb_output_runner_add(d->outs[i], ev, len, sb_now_ns());
+    return -ENOENT;
+}
+
 static int build_pipeline(struct sb_daemon *d, char *err, size_t errlen)
 {
+    const struct sb_violation_sink sink = {forward_violation, d};
     struct sb_stage *s;
     int rc = sb_pipeline_new(&d->pipeline);
 
@@ -697,7 +709,7 @@ static int build_pipeline(struct sb_daemon *d, char *err, size_t errlen)
     if (!(s = sb_verify_stage_new()) || sb_pipeline_add(d->pipeline, s))
         return -ENOMEM;
     /* per-source plan then transforms: after verify, before dedup, so PII never reaches disk */
-    if ((rc = sb_protocols_add_stages(d->pipeline, d->cfg, d->metrics, err, errlen)))
+    if ((rc = sb_protocols_add_stages_sink(d->pipeline, d->cfg, d->metrics, &sink, err, errlen)))
         return rc;
     if (d->cfg->dedup.window_count) {
         struct sb_dedup *dd;

@@ -14,7 +14,10 @@
  *   settled  only events whose every output has a final status (in order: stops at the first
  *            matching event still in flight)
  * Answer: {"next":SEQ,"missed":N,"events":[{"seq","time_ms","type","event","userId",
- *          "status":"passed"|"dropped","stage","reason","outputs":{NAME:STATUS},"message":{..}}]}
+ *          "status":"passed"|"violation"|"blocked"|"dropped","stage","reason",
+ *          "violations":[{"type","field","reason"}],"outputs":{NAME:STATUS},"message":{..}}]}
+ * "violation": passed with tracking-plan violations (allowed or omitted); "blocked": the plan
+ * stage stopped it (reason "blocked", or "log_failed"); "violations" only when there were some.
  * Output status: "filtered" (the output does not take it), "batched", "spooled" (durable),
  * "delivered" (sent, or dead-lettered when that output's dead_lettered counter moved: outputs
  * deliver their spool in order, one batch at a time, so the output's count of events done tells

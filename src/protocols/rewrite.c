@@ -12,9 +12,10 @@
 #include "json/json.h"
 #include "mp/mp_reader.h"
 
-#define RW_MAX_ACTIVE 128 /* rules alive at one level: bounded so the per-level state is on stack  \
-                           */
-#define RW_MAX_DEPTH 64   /* nesting walked while rules are alive (transparent arrays) */
+#define RW_MAX_ACTIVE                                                                              \
+    128                 /* rules alive at one level: bounded so the per-level state is on stack    \
+                         */
+#define RW_MAX_DEPTH 64 /* nesting walked while rules are alive (transparent arrays) */
 
 struct active {
     const struct sb_rw_rule *r;
