@@ -1,5 +1,6 @@
 /* cmd_tail.c: `segbus tail`: live events from a running segbusd with what happened to them (passed
- * or dropped by which stage and why; per output: batched, spooled, delivered, filtered), read by
+ * or dropped by which stage and why; per output: batched, spooled, retrying, delivered,
+ * dead_lettered, filtered), read by
  * long-polling its GET /tail (src/daemon/tail.h). Filters run in the daemon. No cap on how many. */
 #include <errno.h>
 #include <getopt.h>
@@ -85,8 +86,9 @@ static void help(FILE *f)
             "                   [--userId U] [--settled] [--last N] [--count N] [--json]\n\n"
             "Live events through a running segbusd with their delivery status: passed, passed\n"
             "with tracking-plan violations, blocked by the plan or dropped (stage, reason), and\n"
-            "per output batched, spooled, delivered or filtered; violations are listed below\n"
-            "their event (type, field, reason).\n\n"
+            "per output batched, spooled, retrying, delivered, dead_lettered or filtered\n"
+            "(sources, allow/deny lists, integrations); violations are listed below their event\n"
+            "(type, field, reason).\n\n"
             "flags:\n"
             "  --metrics HOST:PORT  the daemon's metrics.listen (else --config's, else\n"
             "                       $SEGBUS_METRICS, else %s)\n"

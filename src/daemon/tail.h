@@ -18,10 +18,12 @@
  *          "violations":[{"type","field","reason"}],"outputs":{NAME:STATUS},"message":{..}}]}
  * "violation": passed with tracking-plan violations (allowed or omitted); "blocked": the plan
  * stage stopped it (reason "blocked", or "log_failed"); "violations" only when there were some.
- * Output status: "filtered" (the output does not take it), "batched", "spooled" (durable),
- * "delivered" (sent, or dead-lettered when that output's dead_lettered counter moved: outputs
- * deliver their spool in order, one batch at a time, so the output's count of events done tells
- * which are; a batch split for size is re-spooled behind later ones and may show early).
+ * Output status: "filtered" (the output does not take it: sources, allow/deny, integrations),
+ * "batched", "spooled" (durable), "retrying" (in the batch being delivered, which failed at least
+ * once: the output's last error is in /metrics), "delivered", "dead_lettered" (refused or given
+ * up: in the dead-letter file). Outputs deliver their spool in order, one batch at a time, so
+ * the output's count of events done tells which are (a batch split for size is re-spooled behind
+ * later ones and may show early).
  */
 #ifndef SEGBUS_DAEMON_TAIL_H
 #define SEGBUS_DAEMON_TAIL_H
