@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "json/json.h"
+#include "metrics/metrics.h"
 #include "pipeline/verify.h"
 #include "protocols/protocols.h"
 #include "protocols/rewrite.h"
@@ -478,6 +479,120 @@ TEST(PlanStage, BlockedEventsGoToTheRotatedLog)
     std::remove((log + ".1").c_str());
     std::remove(log.c_str());
     rmdir(dir);
+}
+
+// A plan stage run on a verified event (meta as sb_event_inspect fills it).
+int run_plan_stage(sb_stage *st, const std::string &event_json)
+{
+    std::string ev = mp(event_json);
+    sb_event_meta meta{};
+    EXPECT_EQ(0, sb_event_inspect(reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta))
+        << event_json;
+    meta.source = 0;
+    sb_buf scratch = SB_BUF_INIT;
+    sb_stage_event se{reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta, &scratch, 0,
+                      false};
+    int rc = st->process(st, &se);
+    sb_buf_free(&scratch);
+    return rc;
+}
+
+struct captured {
+    std::vector<std::pair<std::string, std::string>> events; // (output, JSON)
+    int fail = 0;
+    static int emit(void *arg, const char *output, const uint8_t *ev, size_t len)
+    {
+        auto *c = static_cast<captured *>(arg);
+        if (c->fail)
+            return -ENOSPC;
+        c->events.emplace_back(output, js(ev, len));
+        return 0;
+    }
+};
+
+TEST(PlanStage, ViolationGeneratedGoesToTheChosenOutput)
+{
+    sb_plan *plan;
+    char err[256];
+    ASSERT_EQ(0, sb_plan_load_json(seed_plan, strlen(seed_plan), &plan, err, sizeof err));
+    sb_plan_opts o = opts(SB_PMODE_ALLOW, SB_PMODE_ALLOW, SB_PMODE_ALLOW);
+    o.log_path = const_cast<char *>("/dev/null");
+    o.forward_to = const_cast<char *>("violations");
+    sb_stage *st = sb_plan_stage_new(plan, &o, "web", 0, nullptr);
+    ASSERT_NE(nullptr, st);
+    captured cap;
+    sb_violation_sink sink{captured::emit, &cap};
+    sb_plan_stage_set_sink(st, &sink);
+    std::string bad = R"({"type":"track","event":"Order Completed","userId":"u","messageId":"m-7",)"
+                      R"("timestamp":"2026-11-28T10:00:00.000Z","properties":{"order_id":7}})";
+    EXPECT_EQ(SB_STAGE_PASS, run_plan_stage(st, bad)); // allowed, but reported
+    ASSERT_GE(cap.events.size(), 2u);                  // order_id's type, total missing, ...
+    for (auto &e : cap.events) {
+        EXPECT_EQ("violations", e.first);
+        EXPECT_NE(std::string::npos, e.second.find(R"({"type":"track","event":"Violation Generated","userId":"schema-violations","messageId":")"))
+            << e.second;
+    }
+    const std::string &first = cap.events[0].second;
+    EXPECT_NE(std::string::npos,
+              first.find(R"("properties":{"violationType":"Required","violationField":"properties.total",)"
+                         R"("violationDescription":"required property 'total' is missing",)"
+                         R"("eventName":"Order Completed","eventType":"track","eventMessageID":"m-7",)"
+                         R"("sourceName":"web","eventTimestamp":"2026-11-28T10:00:00.000Z"}})"))
+        << first;
+    size_t n = cap.events.size();
+    // a clean event generates nothing; a refusing sink is counted, the event still flows
+    std::string good = R"({"type":"track","event":"Order Completed","userId":"u","messageId":"m-8",)"
+                       R"("properties":{"order_id":"A","total":1,"currency":"USD","products":[]}})";
+    EXPECT_EQ(SB_STAGE_PASS, run_plan_stage(st, good));
+    EXPECT_EQ(n, cap.events.size());
+    cap.fail = 1;
+    EXPECT_EQ(SB_STAGE_PASS, run_plan_stage(st, bad));
+    uint64_t fwd, failed;
+    sb_plan_stage_forwarded(st, &fwd, &failed);
+    EXPECT_EQ(n, fwd);
+    EXPECT_EQ(n, failed);
+    st->destroy(st);
+}
+
+TEST(PlanStage, ViolationSeriesAreBoundedWithAnOverflowSeries)
+{
+    sb_plan *plan;
+    char err[256];
+    sb_metrics *m;
+    ASSERT_EQ(0, sb_metrics_new(&m));
+    ASSERT_EQ(0, sb_plan_load_json(seed_plan, strlen(seed_plan), &plan, err, sizeof err));
+    sb_plan_opts o = opts(SB_PMODE_ALLOW, SB_PMODE_ALLOW, SB_PMODE_ALLOW);
+    o.log_path = const_cast<char *>("/dev/null");
+    sb_stage *st = sb_plan_stage_new(plan, &o, "web", 0, m);
+    ASSERT_NE(nullptr, st);
+    // 1100 distinct unplanned names (as a buggy app would send), each twice
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 1100; i++)
+            EXPECT_EQ(SB_STAGE_PASS,
+                      run_plan_stage(st, R"({"type":"track","event":"Random )" + std::to_string(i) +
+                                             R"(","userId":"u","messageId":"m"})"));
+    double v = 0;
+    const char *const first[] = {"source", "web", "event", "Random 0", "type", "Unplanned event",
+                                 "field", "event", nullptr};
+    ASSERT_EQ(0, sb_metrics_get(m, "segbus_plan_violations_total", first, &v));
+    EXPECT_EQ(2, v);
+    const char *const over[] = {"source", "web", "event", "(other)", "type", "Unplanned event",
+                                "field", "(other)", nullptr};
+    ASSERT_EQ(0, sb_metrics_get(m, "segbus_plan_violations_total", over, &v));
+    EXPECT_EQ(2 * (1100 - 1024), v); // the overflow is counted, under one series
+    const char *const last[] = {"source", "web", "event", "Random 1099", "type", "Unplanned event",
+                                "field", "event", nullptr};
+    EXPECT_NE(0, sb_metrics_get(m, "segbus_plan_violations_total", last, &v));
+    sb_buf b = SB_BUF_INIT;
+    ASSERT_EQ(0, sb_metrics_render_prometheus(m, &b));
+    std::string text(reinterpret_cast<char *>(b.data), b.len);
+    size_t series = 0;
+    for (size_t at = 0; (at = text.find("\nsegbus_plan_violations_total{", at)) != std::string::npos; at++)
+        series++;
+    EXPECT_EQ(1025u, series); // 1024 named ones and the overflow
+    sb_buf_free(&b);
+    st->destroy(st);
+    sb_metrics_free(m);
 }
 
 TEST(PlanOpts, KeysAndErrors)
