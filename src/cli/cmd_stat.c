@@ -564,23 +564,11 @@ static int run_stat(int argc, char **argv)
             help(stdout);
             return SB_EXIT_OK;
         default:
-            if (optopt)
-                fprintf(stderr, "segbus stat: %s needs a value\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "segbus stat: unknown flag %s (segbus stat --help)\n",
-                        argv[optind - 1]);
-            return SB_EXIT_USAGE;
+            return sb_cli_bad_flag("stat", argv);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "segbus stat: unexpected argument \"%s\" (segbus stat --help)\n",
-                argv[optind]);
-        return SB_EXIT_USAGE;
-    }
-    if (metrics && config) {
-        fprintf(stderr, "segbus stat: give --metrics or --config, not both\n");
-        return SB_EXIT_USAGE;
-    }
+    if ((rc = sb_ops_check_args("stat", argc, argv, metrics, config)) != 0)
+        return rc;
     if (count && every == 0) {
         fprintf(stderr, "segbus stat: --count goes with --watch\n");
         return SB_EXIT_USAGE;

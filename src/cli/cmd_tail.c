@@ -198,23 +198,11 @@ static int run_tail(int argc, char **argv)
             help(stdout);
             return SB_EXIT_OK;
         default:
-            if (optopt)
-                fprintf(stderr, "segbus tail: %s needs a value\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "segbus tail: unknown flag %s (segbus tail --help)\n",
-                        argv[optind - 1]);
-            return SB_EXIT_USAGE;
+            return sb_cli_bad_flag("tail", argv);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "segbus tail: unexpected argument \"%s\" (segbus tail --help)\n",
-                argv[optind]);
-        return SB_EXIT_USAGE;
-    }
-    if (metrics && config) {
-        fprintf(stderr, "segbus tail: give --metrics or --config, not both\n");
-        return SB_EXIT_USAGE;
-    }
+    if ((rc = sb_ops_check_args("tail", argc, argv, metrics, config)) != 0)
+        return rc;
     if ((rc = sb_ops_address(metrics, config, addr, sizeof addr, "tail")) != 0)
         return rc;
     signal(SIGINT, on_sigint);

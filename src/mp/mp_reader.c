@@ -363,9 +363,9 @@ int sb_mp_lookup(const void *data, size_t len, const char *key, struct sb_mp_rea
     return 1;
 }
 
-int sb_mp_check(const void *data, size_t len, unsigned max_depth)
+int sb_mp_skip_bounded(struct sb_mp_reader *r, unsigned max_depth)
 {
-    const uint8_t *p = data, *end = p + len;
+    const uint8_t *p = r->p, *end = r->end;
     /* Elements left per open container; depth is bounded by max_depth (<= 1024 here). */
     uint64_t left[1025];
     unsigned depth = 0;
@@ -392,7 +392,26 @@ int sb_mp_check(const void *data, size_t len, unsigned max_depth)
             p += n;
         }
     }
-    return p == end ? 0 : -EINVAL;
+    r->p = p;
+    return 0;
+}
+
+int sb_mp_check(const void *data, size_t len, unsigned max_depth)
+{
+    struct sb_mp_reader r;
+    sb_mp_reader_init(&r, data, len);
+    if (sb_mp_skip_bounded(&r, max_depth) < 0)
+        return -EINVAL;
+    return r.p == r.end ? 0 : -EINVAL;
+}
+
+int sb_mp_next_any(struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    size_t n = sb_mp__decode(r, it);
+    if (!n)
+        return -EINVAL;
+    r->p += n;
+    return 0;
 }
 
 int sb_mp_read_str(struct sb_mp_reader *r, const char **s, size_t *len)

@@ -130,6 +130,8 @@ static inline int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it)
     r->p += n;
     return 0;
 }
+/* sb_mp_next as a function (the full decoder), for callers that want no inlining. */
+int sb_mp_next_any(struct sb_mp_reader *r, struct sb_mp_item *it);
 /* Like sb_mp_next without moving the cursor. */
 static inline int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it)
 {
@@ -147,6 +149,11 @@ int sb_mp_map_find(struct sb_mp_reader *r, uint32_t pairs, const char *key, size
  * reader over exactly that value's bytes. 0 if the key is absent or the first value is not a
  * map, -EINVAL if malformed. */
 int sb_mp_lookup(const void *data, size_t len, const char *key, struct sb_mp_reader *value);
+/* sb_mp_skip that also refuses a value nested more than max_depth containers deep (a container
+ * value counts itself; max_depth at most 1024). One pass: for a checked walk that also reads
+ * the top level (verify), instead of sb_mp_check followed by sb_mp_skip. 0 or -EINVAL (the
+ * cursor does not move on error). */
+int sb_mp_skip_bounded(struct sb_mp_reader *r, unsigned max_depth);
 /* Check that data[0..len) is exactly one well-formed msgpack value (no trailing bytes) nested
  * at most max_depth containers deep. 0 or -EINVAL. */
 int sb_mp_check(const void *data, size_t len, unsigned max_depth);

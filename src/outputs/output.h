@@ -120,6 +120,9 @@ uint64_t sb_output_runner_added(const struct sb_output_runner *r);
 uint64_t sb_output_runner_durable_events(const struct sb_output_runner *r);
 /* Events waiting in the open batch. */
 uint32_t sb_output_runner_pending(const struct sb_output_runner *r);
+/* When the open batch is due (monotonic ns; UINT64_MAX: none open), for a timer that flushes it
+ * on time rather than at the next periodic tick. */
+uint64_t sb_output_runner_deadline(const struct sb_output_runner *r);
 const struct sb_output_counters *sb_output_runner_counters(const struct sb_output_runner *r);
 
 /* Delivery status (Segment's Event Delivery view): where delivery stands and how it last went.

@@ -115,6 +115,11 @@ uint32_t sb_output_runner_pending(const struct sb_output_runner *r)
     return sb_batcher_pending(r->batcher);
 }
 
+uint64_t sb_output_runner_deadline(const struct sb_output_runner *r)
+{
+    return sb_batcher_deadline(r->batcher);
+}
+
 bool sb_output_runner_idle(const struct sb_output_runner *r)
 {
     struct sb_spool_output_stats st;

@@ -433,3 +433,45 @@ TEST(Json, ThreadLocalParserIsReusedAcrossSizes)
         EXPECT_EQ(big, through(big));
     }
 }
+
+// The writer copies 8 plain bytes at a time: every byte value at every position of a string
+// longer than a word must still be escaped (or replaced) exactly as byte by byte.
+TEST(Json, WriterEscapesEveryByteAtEveryPosition)
+{
+    auto expect_one = [](unsigned c) -> std::string {
+        static const char hex[] = "0123456789abcdef";
+        switch (c) {
+        case '"':
+            return "\\\"";
+        case '\\':
+            return "\\\\";
+        case '\b':
+            return "\\b";
+        case '\f':
+            return "\\f";
+        case '\n':
+            return "\\n";
+        case '\r':
+            return "\\r";
+        case '\t':
+            return "\\t";
+        }
+        if (c < 0x20)
+            return std::string("\\u00") + hex[c >> 4] + hex[c & 15];
+        if (c >= 0x80)
+            return "\xef\xbf\xbd"; // a lone byte >= 0x80 is never valid UTF-8
+        return std::string(1, (char)c);
+    };
+    for (unsigned c = 0; c < 256; c++) {
+        for (size_t pos = 0; pos < 20; pos++) {
+            std::string s(20, 'a');
+            s[pos] = (char)c;
+            std::string mp = "\xd9";
+            mp += (char)s.size();
+            mp += s;
+            std::string want =
+                "\"" + std::string(pos, 'a') + expect_one(c) + std::string(19 - pos, 'a') + "\"";
+            ASSERT_EQ(want, to_json(mp)) << "byte " << c << " at " << pos;
+        }
+    }
+}
