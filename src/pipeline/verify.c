@@ -100,13 +100,15 @@ int sb_event_inspect(const uint8_t *data, size_t len, struct sb_event_meta *meta
         struct sb_mp_reader at;
         int k;
 
-        if (sb_mp_next(&r, &key) != 0)
+        if (sb_mp_peek(&r, &key) != 0)
             return BAD(SB_VERIFY_MALFORMED);
         if (key.type != SB_MP_STR) {
-            if (sb_mp_skip(&r) != 0)
+            /* the whole key (a map or array key is more than its header), then its value */
+            if (sb_mp_skip(&r) != 0 || sb_mp_skip(&r) != 0)
                 return BAD(SB_VERIFY_MALFORMED);
             continue; /* not a field Segment knows; the JSON writer stringifies it */
         }
+        r.p = key.v.str.ptr + key.v.str.len;
         k = key_index(key.v.str.ptr, key.v.str.len);
         at = r;
         if (sb_mp_peek(&r, &val) != 0)
