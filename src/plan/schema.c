@@ -165,7 +165,8 @@ static char *arena_strndup(struct sb_schema *s, const char *p, size_t n)
     return d;
 }
 
-static int errf(struct sb_schema *s, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int errf(struct sb_schema *s, int rc, const char *fmt,
+                                                      ...)
 {
     if (s->err && s->errlen && !s->err[0]) {
         va_list ap;
@@ -1403,8 +1404,9 @@ static void render_path(const struct vctx *c, const uint8_t *extra, size_t extra
 }
 
 /* Record a failure (or just report it when nobody collects). Returns 0: "invalid". */
-static int fail(struct vctx *c, enum sb_violation_kind kind, const char *keyword,
-                const uint8_t *extra, size_t extra_len, const char *fmt, ...)
+__attribute__((format(printf, 6, 7))) static int fail(struct vctx *c, enum sb_violation_kind kind,
+                                                      const char *keyword, const uint8_t *extra,
+                                                      size_t extra_len, const char *fmt, ...)
 {
     struct sb_violations *v = c->out;
     if (!v)
