@@ -301,7 +301,7 @@ static inline size_t span(const uint8_t *p, size_t left, uint64_t *opens)
     return body <= left - hdr ? hdr + body : 0;
 }
 
-int sb_mp_skip(struct sb_mp_reader *r)
+int sb_mp__skip(struct sb_mp_reader *r)
 {
     const uint8_t *p = r->p, *end = r->end;
     /* Values still to skip. Bounded by the bytes left (checked after each item: every value

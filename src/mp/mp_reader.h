@@ -138,8 +138,28 @@ static inline int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it
     return sb_mp__decode_inline(r, it) ? 0 : -EINVAL;
 }
 /* Skip one whole value (nested containers included), iteratively: no recursion, no depth
- * limit, time linear in the bytes. 0 or -EINVAL (the cursor does not move on error). */
-int sb_mp_skip(struct sb_mp_reader *r);
+ * limit, time linear in the bytes. 0 or -EINVAL (the cursor does not move on error).
+ * Scalars of one-byte-decided size (most values of an event) are skipped inline. */
+int sb_mp__skip(struct sb_mp_reader *r); /* the general case */
+
+static inline int sb_mp_skip(struct sb_mp_reader *r)
+{
+    if (__builtin_expect(r->p < r->end, 1)) {
+        uint8_t b = *r->p;
+        size_t n = 0;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+            n = 1;
+        else if (b >= 0xa0 && b <= 0xbf)
+            n = 1 + (size_t)(b & 0x1f);
+        else if (b == 0xcb)
+            n = 9;
+        if (n && n <= (size_t)(r->end - r->p)) {
+            r->p += n;
+            return 0;
+        }
+    }
+    return sb_mp__skip(r);
+}
 /* With the cursor on the first key of a map of `pairs` pairs (just after sb_mp_next returned
  * the map), look for the str key key[0..klen). Found: returns 1 with the cursor on its value.
  * Not found: returns 0 with the cursor after the map. -EINVAL on malformed input. Keys that are

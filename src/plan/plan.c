@@ -75,7 +75,8 @@ struct loader {
     size_t errlen;
 };
 
-static int lerr(struct loader *l, const char *fmt, ...)
+/* printf-checked: every caller passes a literal format */
+__attribute__((format(printf, 2, 3))) static int lerr(struct loader *l, const char *fmt, ...)
 {
     if (l->err && l->errlen) {
         va_list ap;

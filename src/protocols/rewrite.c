@@ -27,6 +27,7 @@ struct ctx {
     struct sb_buf *out;
     size_t base; /* where this rewrite's output starts in out */
     struct sb_rw_top *top;
+    size_t top_len[16]; /* strlen of top->keys (up to 16 are looked for) */
     bool changed;
 };
 
@@ -99,9 +100,11 @@ void sb_rw_title_case(char *s, size_t len)
     }
 }
 
-static bool seg_is_key(const struct sb_rw_seg *g, const uint8_t *k, uint32_t klen)
+/* Called for every rule at every key on a rule's path: most differ in length or first byte,
+ * which saves the libc call. */
+static inline bool seg_is_key(const struct sb_rw_seg *g, const uint8_t *k, uint32_t klen)
 {
-    return g->len == klen && !memcmp(g->s, k, klen);
+    return g->len == klen && (!klen || ((uint8_t)g->s[0] == k[0] && !memcmp(g->s, k, klen)));
 }
 
 static bool seg_is_index(const struct sb_rw_seg *g, uint32_t i)
@@ -237,7 +240,7 @@ static void note_top(struct ctx *c, const struct sb_mp_item *k, size_t vstart, s
     if (!t || k->type != SB_MP_STR)
         return;
     for (size_t i = 0; i < t->n; i++)
-        if (strlen(t->keys[i]) == k->v.str.len && !memcmp(t->keys[i], k->v.str.ptr, k->v.str.len)) {
+        if (c->top_len[i] == k->v.str.len && !memcmp(t->keys[i], k->v.str.ptr, k->v.str.len)) {
             t->off[i] = vstart - body;
             t->len[i] = c->out->len - vstart;
         }
@@ -459,8 +462,10 @@ int sb_rw_apply_top(const uint8_t *in, size_t len, const struct sb_rw_rule *rule
     size_t start = out->len;
     int rc;
 
-    if (n_rules > RW_MAX_ACTIVE)
+    if (n_rules > RW_MAX_ACTIVE || (top && top->n > 16))
         return -E2BIG;
+    for (size_t i = 0; top && i < top->n; i++)
+        c.top_len[i] = strlen(top->keys[i]);
     sb_mp_reader_init(&r, in, len);
     if (sb_mp_peek(&r, &it) || it.type != SB_MP_MAP)
         return -EINVAL;

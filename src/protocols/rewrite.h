@@ -52,8 +52,8 @@ int sb_rw_apply(const uint8_t *in, size_t len, const struct sb_rw_rule *rules, s
 
 /* Where the root map's values went in the output: for each of keys[0..n), off[i] is the
  * value's offset from the start of what the rewrite appended and len[i] its size, or off[i] =
- * SIZE_MAX when the key is not in the output. Lets a caller find fields of the new event (the
- * pipeline's metadata) without walking it again. */
+ * SIZE_MAX when the key is not in the output (at most 16 keys). Lets a caller find fields of the
+ * new event (the pipeline's metadata) without walking it again. */
 struct sb_rw_top {
     const char *const *keys;
     size_t n;

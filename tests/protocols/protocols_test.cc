@@ -349,6 +349,72 @@ TEST(TransformStage, WideMapsKeepCanonicalHeaders)
     EXPECT_EQ(mp(r.json), r.bytes);
 }
 
+// msgpack allows any value as a key: a map key must be skipped whole (not just its header), by
+// inspect, the plan and the rewrite alike, or they read the rest of the event misaligned. The
+// fuzz target found this (fuzz/corpus/transform/container_key.mp).
+TEST(TransformStage, ContainerKeysAreSkippedWhole)
+{
+    sb_buf b = SB_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, buf_write);
+    auto str = [&](const char *s) {
+        msgpack_pack_str(&pk, strlen(s));
+        msgpack_pack_str_body(&pk, s, strlen(s));
+    };
+    msgpack_pack_map(&pk, 6);
+    str("type"), str("track");
+    msgpack_pack_map(&pk, 2); // a key that is a map holding what looks like fields
+    str("event"), str("Fake"), str("userId"), str("fake");
+    str("x");
+    str("event"), str("order completed");
+    str("userId"), str("u1");
+    str("messageId"), str("m1");
+    str("properties");
+    msgpack_pack_map(&pk, 1);
+    str("email"), str("a@b.c");
+    std::string ev(reinterpret_cast<char *>(b.data), b.len);
+    sb_buf_free(&b);
+    sb_event_meta meta{};
+    ASSERT_EQ(0, sb_event_inspect(reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta));
+    ASSERT_EQ(15u, meta.event_len);
+    EXPECT_EQ(0, memcmp(meta.event, "order completed", 15));
+
+    kvs k({{"0.drop.0", "properties.email"}, {"1.normalize", "title_case"}});
+    sb_transform *t;
+    char err[256];
+    ASSERT_EQ(0, sb_transform_new(&k.list, &t, err, sizeof err)) << err;
+    sb_stage *st = sb_transform_stage_new(t, 0);
+    sb_buf scratch = SB_BUF_INIT;
+    sb_stage_event se{reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta, &scratch, 0,
+                      false};
+    ASSERT_EQ(SB_STAGE_REPLACE, st->process(st, &se));
+    ASSERT_TRUE(se.inspected);
+    sb_event_meta want{};
+    ASSERT_EQ(0, sb_event_inspect(scratch.data, scratch.len, &want));
+    EXPECT_EQ(want.event, meta.event);
+    EXPECT_EQ(want.user_id, meta.user_id);
+    EXPECT_EQ(0, memcmp(meta.event, "Order Completed", 15));
+    EXPECT_EQ(2u, meta.user_id_len);
+    st->destroy(st);
+    sb_buf_free(&scratch);
+
+    // the plan sees the real properties after the map key
+    sb_plan *plan;
+    ASSERT_EQ(0, sb_plan_load_json(R"({"events":[{"name":"order completed","rules":{"properties":{)"
+                                   R"("type":"object","required":["total"]}}}]})",
+                                   strlen(R"({"events":[{"name":"order completed","rules":{"properties":{)"
+                                          R"("type":"object","required":["total"]}}}]})"),
+                                   &plan, err, sizeof err))
+        << err;
+    sb_violations v = {};
+    EXPECT_EQ(1, sb_plan_check(plan, reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &v,
+                               nullptr));
+    ASSERT_EQ(1u, v.count);
+    EXPECT_STREQ("properties.total", v.items[0].path);
+    sb_violations_free(&v);
+    sb_plan_free(plan);
+}
+
 TEST(TransformStage, RulesThatCouldInvalidateLeaveInspectionToThePipeline)
 {
     // dropping an identity field may leave an event without one: the pipeline must look
