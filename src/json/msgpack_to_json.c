@@ -201,11 +201,24 @@ static int put_number_text(struct sb_buf *out, const char *s, size_t n)
     return put_raw(out, s, n);
 }
 
+/* Decimal text of v (with a '-' first when neg), without snprintf's format parsing. */
+static int put_integer(struct sb_buf *out, bool neg, uint64_t v)
+{
+    char num[24], *e = num + sizeof num, *p = e;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (neg)
+        *--p = '-';
+    return put_number_text(out, p, (size_t)(e - p));
+}
+
 static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth, bool in_key)
 {
     struct sb_mp_item it;
     char num[32];
-    int n, rc;
+    int rc;
     if (sb_mp_next(r, &it) < 0)
         return -EINVAL;
     switch (it.type) {
@@ -215,11 +228,9 @@ static int put_value(struct sb_mp_reader *r, struct sb_buf *out, int depth, bool
     case SB_MP_BOOL:
         return it.v.b ? put_raw(out, "true", 4) : put_raw(out, "false", 5);
     case SB_MP_UINT:
-        n = snprintf(num, sizeof num, "%llu", (unsigned long long)it.v.u);
-        return put_number_text(out, num, (size_t)n);
-    case SB_MP_INT:
-        n = snprintf(num, sizeof num, "%lld", (long long)it.v.i);
-        return put_number_text(out, num, (size_t)n);
+        return put_integer(out, false, it.v.u);
+    case SB_MP_INT: /* the magnitude in unsigned arithmetic: INT64_MIN has no positive */
+        return put_integer(out, it.v.i < 0, it.v.i < 0 ? 0 - (uint64_t)it.v.i : (uint64_t)it.v.i);
     case SB_MP_FLOAT32:
     case SB_MP_FLOAT64:
         if (!isfinite(it.v.f))

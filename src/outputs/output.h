@@ -48,6 +48,8 @@ struct sb_output_result {
     const char *retry_after;
     const char *detail;
     size_t detail_len;
+    uint32_t delivered; /* a refused batch: its first events that were delivered anyway (a
+                           plugin sending event by event); they count as sent, not dead */
 };
 
 struct sb_delivery {

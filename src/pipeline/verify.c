@@ -246,6 +246,8 @@ int sb_event_guess_message_id(const uint8_t *data, size_t len, const uint8_t **i
 
 static int verify_process(struct sb_stage *stage, struct sb_stage_event *ev)
 {
+    if (ev->meta->verified)
+        return SB_STAGE_PASS; /* inspected by the input already: same bytes, same verdict */
     int rc = sb_event_inspect(ev->data, ev->len, ev->meta);
 
     if (rc == 0)
