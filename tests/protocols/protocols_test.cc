@@ -272,6 +272,7 @@ struct stage_run {
     sb_event_meta meta, want;
     int want_rc;
     std::string json, bytes;
+    std::string event; // meta's event name, copied while the stage's buffer lived
 };
 
 stage_run run_transform_stage(std::initializer_list<std::pair<const char *, const char *>> rules,
@@ -296,6 +297,8 @@ stage_run run_transform_stage(std::initializer_list<std::pair<const char *, cons
         r.json = js(scratch.data, scratch.len);
         r.bytes.assign(reinterpret_cast<char *>(scratch.data), scratch.len);
     }
+    if (r.meta.event)
+        r.event.assign(reinterpret_cast<const char *>(r.meta.event), r.meta.event_len);
     st->destroy(st);
     sb_buf_free(&scratch);
     return r;
@@ -326,8 +329,7 @@ TEST(TransformStage, InspectsItsOwnRewrite)
     ASSERT_EQ(SB_STAGE_REPLACE, r.verdict);
     EXPECT_TRUE(r.inspected);
     expect_same_meta(r);
-    EXPECT_EQ(15u, r.meta.event_len);
-    EXPECT_EQ(0, memcmp(r.meta.event, "Order Completed", 15));
+    EXPECT_EQ("Order Completed", r.event); // pointers into the freed buffer: compared, not read
     EXPECT_EQ(64u, r.meta.user_id_len); // the hash, where the rewrite put it
 }
 
