@@ -73,10 +73,11 @@ static void print_event(json_t *e)
     /* tracking-plan violations, one line each: type, field and why */
     size_t i;
     json_t *x;
-    json_array_foreach(json_object_get(e, "violations"), i, x)
-        printf("    %s %s: %s\n", str(x, "type") ? str(x, "type") : "?",
-               str(x, "field") && *str(x, "field") ? str(x, "field") : "(event)",
-               str(x, "reason") ? str(x, "reason") : "");
+    json_array_foreach(json_object_get(e, "violations"), i, x) {
+        const char *vt = str(x, "type"), *field = str(x, "field"), *why = str(x, "reason");
+        printf("    %s %s: %s\n", vt ? vt : "?", field && field[0] ? field : "(event)",
+               why ? why : "");
+    }
 }
 
 static void help(FILE *f)
