@@ -107,6 +107,8 @@ static void drop_oldest(struct sb_tail_impl *im)
     free(e->json);
     free(e->k);
     free(e->violations);
+    free(e->event);
+    free(e->user);
     memset(e, 0, sizeof *e);
     im->oldest_seq++;
 }
