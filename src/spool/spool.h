@@ -95,15 +95,35 @@ typedef int (*sb_spool_record_fn)(void *arg, uint64_t seq, const void *data, siz
 int sb_spool_read(struct sb_spool *spool, unsigned output, size_t max_bytes, sb_spool_record_fn fn,
                   void *arg);
 
+/* Call fn for every durable record with seq >= from_seq still in the spool, oldest first,
+ * whoever it is for (start-up: what the last daemon wrote; fn returns nonzero to stop). Reads
+ * no output's position. Returns the number visited, or -errno of a read. */
+int sb_spool_visit(struct sb_spool *spool, uint64_t from_seq, sb_spool_record_fn fn, void *arg);
+
 /* Move the output's read position back to just after its ack cursor (resend what was read but
  * not acked, e.g. after a failed delivery). 0 or -EINVAL. */
 int sb_spool_rewind(struct sb_spool *spool, unsigned output);
 
 /* Acknowledge every record of the output with seq <= seq (cumulative; lower seqs are no-ops).
- * Frees segments that every output has passed. The cursor is persisted asynchronously (one
+ * Frees segments that every output's cursor on disk has passed. The cursor is persisted asynchronously (one
  * write + fdatasync in flight per output; a cursor lost in a crash only causes a resend).
  * 0, or -EINVAL bad output or seq beyond the durable records, -EROFS read-only. */
 int sb_spool_ack(struct sb_spool *spool, unsigned output, uint64_t seq);
+
+/* sb_spool_ack() that also records where the output's destination stands after delivering
+ * everything <= seq (pos, id: opaque to the spool, e.g. a file's length and inode). They are
+ * written into the cursor with seq (also when seq equals the cursor: a new position) so that
+ * after a crash the output can undo a delivery its cursor never recorded. Same errors. */
+int sb_spool_ack_at(struct sb_spool *spool, unsigned output, uint64_t seq, uint64_t pos,
+                    uint64_t id);
+
+/* What the output's cursor on disk said at open, for an output that uses sb_spool_ack_at:
+ * 1 with *acked (the cursor's seq) and the pos/id saved with it, when the output can rely on
+ * it: every record after *acked is still in the spool and will be read again. 0 when there is
+ * nothing to rely on (no position saved, or records after it were dropped or lost: then the
+ * output must not undo anything). -EINVAL bad output. */
+int sb_spool_output_resume(const struct sb_spool *spool, unsigned output, uint64_t *acked,
+                           uint64_t *pos, uint64_t *id);
 
 /* Index of an output by name, or -ENOENT. */
 int sb_spool_output_index(const struct sb_spool *spool, const char *name);
