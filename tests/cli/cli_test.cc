@@ -1,9 +1,7 @@
 // cli_test.cc: the built `segbus` binary: help, dry runs, exit codes and messages for bad input,
 // no daemon, and a real send into a registry-drained ring.
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -13,60 +11,15 @@
 
 #include "../event/mp_text.h"
 #include "../ring/daemon_fixture.h"
+#include "harness.h"
 
 namespace
 {
 
-struct CliRun {
-    int code = -1;
-    std::string out, err;
-};
-
-std::string slurp(int fd)
+// The segbus binary with args; SEGBUS_SOCKET set to env_socket, or unset.
+sbt::RunResult segbus(std::vector<std::string> args, const char *env_socket = nullptr)
 {
-    std::string s;
-    char b[4096];
-    ssize_t n;
-    while ((n = read(fd, b, sizeof b)) > 0)
-        s.append(b, (size_t)n);
-    return s;
-}
-
-// CliRun the segbus binary with args; stdout and stderr captured (to files: no pipe deadlock).
-CliRun segbus(std::vector<std::string> args, const char *env_socket = nullptr)
-{
-    std::string bin = std::string(SEGBUS_BINARY_DIR) + "/src/cli/segbus";
-    char out_t[] = "/tmp/segbus-cli-out-XXXXXX", err_t[] = "/tmp/segbus-cli-err-XXXXXX";
-    int out = mkstemp(out_t), err = mkstemp(err_t);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out, 1);
-        dup2(err, 2);
-        if (env_socket)
-            setenv("SEGBUS_SOCKET", env_socket, 1);
-        else
-            unsetenv("SEGBUS_SOCKET");
-        std::vector<char *> argv;
-        argv.push_back((char *)bin.c_str());
-        for (auto &a : args)
-            argv.push_back((char *)a.c_str());
-        argv.push_back(nullptr);
-        execv(bin.c_str(), argv.data());
-        _exit(127);
-    }
-    CliRun r;
-    int st = 0;
-    waitpid(pid, &st, 0);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    lseek(out, 0, SEEK_SET);
-    lseek(err, 0, SEEK_SET);
-    r.out = slurp(out);
-    r.err = slurp(err);
-    close(out);
-    close(err);
-    unlink(out_t);
-    unlink(err_t);
-    return r;
+    return sbt::run_program(sbt::segbus_cli(), args, 60, {{"SEGBUS_SOCKET", env_socket}});
 }
 
 bool has(const std::string &s, const std::string &sub)
@@ -76,11 +29,11 @@ bool has(const std::string &s, const std::string &sub)
 
 TEST(Cli, HelpForEverySubcommand)
 {
-    CliRun r = segbus({"--help"});
+    sbt::RunResult r = segbus({"--help"});
     EXPECT_EQ(r.code, 0);
     for (const char *c : {"track", "identify", "page", "screen", "group", "alias"}) {
         EXPECT_TRUE(has(r.out, c)) << r.out;
-        CliRun h = segbus({c, "--help"});
+        sbt::RunResult h = segbus({c, "--help"});
         EXPECT_EQ(h.code, 0) << c;
         EXPECT_TRUE(has(h.out, std::string("usage: segbus ") + c)) << h.out;
         EXPECT_TRUE(has(h.out, "--userId")) << h.out;
@@ -90,14 +43,14 @@ TEST(Cli, HelpForEverySubcommand)
     EXPECT_FALSE(has(segbus({"identify", "--help"}).out, "--event"));
     EXPECT_TRUE(has(segbus({"alias", "--help"}).out, "--previousId"));
     EXPECT_EQ(segbus({}).code, 2);
-    CliRun u = segbus({"frobnicate"});
+    sbt::RunResult u = segbus({"frobnicate"});
     EXPECT_EQ(u.code, 2);
     EXPECT_TRUE(has(u.err, "unknown command \"frobnicate\"")) << u.err;
 }
 
 TEST(Cli, DryRunPrintsTheEventAsJson)
 {
-    CliRun r =
+    sbt::RunResult r =
         segbus({"track", "--userId", "USR-1", "--event", "Order Completed", "--properties",
                 "{\"order_id\": \"ORD-1\", \"total\": 129.98}", "--messageId", "m-1", "--timestamp",
                 "2026-11-28T14:13:30.123Z", "--writeKey", "wk", "--context",
@@ -111,8 +64,8 @@ TEST(Cli, DryRunPrintsTheEventAsJson)
                          lib +
                          ",\"ip\":\"10.0.0.1\"},\"integrations\":{\"All\":false},"
                          "\"writeKey\":\"wk\"}\n");
-    CliRun g = segbus({"group", "--userId", "u", "--groupId", "ACME", "--traits",
-                       "{\"name\": \"Acme\"}", "--dry-run"});
+    sbt::RunResult g = segbus({"group", "--userId", "u", "--groupId", "ACME", "--traits",
+                               "{\"name\": \"Acme\"}", "--dry-run"});
     EXPECT_EQ(g.code, 0) << g.err;
     EXPECT_TRUE(has(g.out, "\"groupId\":\"ACME\",\"traits\":{\"name\":\"Acme\"}")) << g.out;
 }
@@ -145,7 +98,7 @@ TEST(Cli, BadInputSaysWhatAndExitsWithItsCode)
         {{"track", "--userId", "u", "--event", "E", "stray"}, 2, "unexpected argument \"stray\""},
     };
     for (auto &c : cases) {
-        CliRun r = segbus(c.args);
+        sbt::RunResult r = segbus(c.args);
         EXPECT_EQ(r.code, c.code) << c.args[1] << " " << r.err;
         EXPECT_TRUE(has(r.err, c.msg)) << "stderr \"" << r.err << "\" lacks \"" << c.msg << "\"";
         EXPECT_EQ(r.out, "");
@@ -155,7 +108,7 @@ TEST(Cli, BadInputSaysWhatAndExitsWithItsCode)
 TEST(Cli, NoDaemonIsExit69)
 {
     std::string path = temp_socket_path("cli-none");
-    CliRun r = segbus({"track", "--userId", "u", "--event", "E", "--socket", path});
+    sbt::RunResult r = segbus({"track", "--userId", "u", "--event", "E", "--socket", path});
     EXPECT_EQ(r.code, 69) << r.err;
     EXPECT_TRUE(has(r.err, path)) << r.err;
     r = segbus({"track", "--userId", "u", "--event", "E"}, path.c_str());
@@ -167,9 +120,9 @@ TEST(Cli, SendsThroughTheDaemon)
 {
     std::string path = temp_socket_path("cli-send");
     Daemon d(path);
-    CliRun r = segbus({"identify", "--userId", "USR-12345", "--traits",
-                       "{\"email\": \"a@example.com\", \"plan\": \"pro\"}", "--writeKey", "wk_cli",
-                       "--socket", path});
+    sbt::RunResult r = segbus({"identify", "--userId", "USR-12345", "--traits",
+                               "{\"email\": \"a@example.com\", \"plan\": \"pro\"}", "--writeKey",
+                               "wk_cli", "--socket", path});
     ASSERT_EQ(r.code, 0) << r.err;
     ASSERT_EQ(r.out.size(), 37u) << r.out; // the UUIDv7 and a newline
     ASSERT_TRUE(d.wait_count(1, 5000));

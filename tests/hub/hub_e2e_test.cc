@@ -4,22 +4,14 @@
 // exactly once with the right fields). N: SEGBUS_HUB_E2E_EVENTS (default 2000).
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <thread>
+
+#include "harness.h"
 
 #include <liburing.h>
 extern "C" {
@@ -30,135 +22,23 @@ extern "C" {
 namespace
 {
 
-uint16_t free_port()
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-std::string slurp(const std::string &path)
-{
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-struct Daemon {
-    pid_t pid = -1;
-    int start(const std::string &config, const std::string &log)
-    {
-        std::string bin = std::string(SEGBUS_BINARY_DIR) + "/src/daemon/segbusd";
-        pid = fork();
-        if (pid == 0) {
-            int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            dup2(fd, 2);
-            execl(bin.c_str(), "segbusd", "--config", config.c_str(), (char *)nullptr);
-            _exit(127);
-        }
-        return pid > 0 ? 0 : -1;
-    }
-    int stop(int seconds)
-    {
-        if (pid <= 0)
-            return -1;
-        kill(pid, SIGTERM);
-        for (int i = 0; i < seconds * 100; i++) {
-            int st;
-            if (waitpid(pid, &st, WNOHANG) == pid) {
-                pid = -1;
-                return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-        return -1;
-    }
-    ~Daemon()
-    {
-        if (pid > 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, nullptr, 0);
-        }
-    }
-};
-
-struct Reply {
-    int status = 0;
-    std::string head, body;
-    bool has(const std::string &h) const
-    {
-        return head.find(h) != std::string::npos;
-    }
-};
-
-// One request on a fresh connection; reads the whole answer (Content-Length framed).
-Reply request(uint16_t port, const std::string &method, const std::string &path,
-              const std::string &headers, const std::string &body)
-{
-    Reply r;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval tv{10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return r;
-    }
-    std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers +
-                      "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    for (size_t off = 0; off < req.size();) {
-        ssize_t n = send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
-    std::string in;
-    char buf[65536];
-    for (;;) {
-        size_t he = in.find("\r\n\r\n");
-        if (he != std::string::npos) {
-            size_t cl = in.find("Content-Length: ");
-            size_t want = cl != std::string::npos && cl < he ? std::stoul(in.substr(cl + 16)) : 0;
-            if (in.size() >= he + 4 + want) {
-                r.head = in.substr(0, he);
-                r.body = in.substr(he + 4, want);
-                r.status = std::stoi(in.substr(9, 3));
-                break;
-            }
-        }
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n <= 0)
-            break;
-        in.append(buf, (size_t)n);
-    }
-    close(fd);
-    return r;
-}
+using sbt::http_request;
+using sbt::Reply;
+using sbt::slurp;
 
 const char *kAuth = "Authorization: Basic d2tfZTJlOg==\r\n"; // wk_e2e:
 
 struct HubE2E : ::testing::Test {
     std::string dir, out, log;
     uint16_t port = 0;
-    Daemon d;
+    sbt::TempDir tmp{"segbus-hub"};
+    sbt::Segbusd d;
     void SetUp() override
     {
-        char tmpl[] = "/tmp/segbus-hub-XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl), nullptr);
-        dir = tmpl;
+        dir = tmp.path;
         out = dir + "/events.ndjson";
         log = dir + "/segbusd.log";
-        port = free_port();
+        port = sbt::free_port();
         std::string cfg = dir + "/segbusd.yaml";
         {
             std::ofstream f(cfg);
@@ -172,9 +52,9 @@ struct HubE2E : ::testing::Test {
               << "      - wk_e2e\n      - {key: wk_gone, expires: 2020-01-01T00:00:00Z}\n"
               << "outputs:\n  - {type: file, name: file, settings: {path: " << out << "}}\n";
         }
-        ASSERT_EQ(d.start(cfg, log), 0);
+        ASSERT_TRUE(d.start(cfg, log));
         for (int i = 0; i < 500; i++) { // up to 5 s for the listener
-            if (request(port, "OPTIONS", "/v1/batch", "", "").status == 204)
+            if (http_request(port, "OPTIONS", "/v1/batch", "", "").status == 204)
                 return;
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
@@ -183,26 +63,11 @@ struct HubE2E : ::testing::Test {
     void TearDown() override
     {
         EXPECT_EQ(d.stop(15), 0) << slurp(log);
-        std::string cmd = "rm -rf " + dir;
-        (void)!system(cmd.c_str());
     }
     // messageId -> how many lines carry it
     std::map<std::string, int> ids(std::map<std::string, std::string> *lines = nullptr)
     {
-        std::map<std::string, int> m;
-        std::ifstream f(out);
-        std::string line;
-        while (std::getline(f, line)) {
-            size_t p = line.find("\"messageId\":\"");
-            if (p == std::string::npos)
-                continue;
-            p += 13;
-            std::string id = line.substr(p, line.find('"', p) - p);
-            m[id]++;
-            if (lines)
-                (*lines)[id] = line;
-        }
-        return m;
+        return sbt::ndjson_message_ids(out, nullptr, lines);
     }
 };
 
@@ -210,7 +75,7 @@ TEST_F(HubE2E, AnswersOnlyOnceDurableAndSpeaksHttpLikeSegment)
 {
     // A single track: 200 {"success":true} means it is in the spool (the file output may lag,
     // so wait for it there).
-    Reply r = request(port, "POST", "/v1/track",
+    Reply r = http_request(port, "POST", "/v1/track",
                       std::string(kAuth) + "Content-Type: application/json\r\n",
                       R"({"userId":"u1","event":"Signed Up","messageId":"e2e-single"})");
     EXPECT_EQ(r.status, 200) << r.body;
@@ -223,42 +88,42 @@ TEST_F(HubE2E, AnswersOnlyOnceDurableAndSpeaksHttpLikeSegment)
                      R"("timestamp":"2023-01-01T00:00:00Z"}]})";
     sb_buf gz = SB_BUF_INIT;
     ASSERT_EQ(sb_gzip(&gz, js.data(), js.size(), -1), 0);
-    r = request(port, "POST", "/v1/b", "Content-Encoding: gzip\r\nOrigin: https://shop.example\r\n",
+    r = http_request(port, "POST", "/v1/b", "Content-Encoding: gzip\r\nOrigin: https://shop.example\r\n",
                 std::string((const char *)gz.data, gz.len));
     sb_buf_free(&gz);
     EXPECT_EQ(r.status, 200) << r.body;
     EXPECT_TRUE(r.has("Access-Control-Allow-Origin: https://shop.example")) << r.head;
 
     // CORS preflight.
-    r = request(port, "OPTIONS", "/v1/t",
+    r = http_request(port, "OPTIONS", "/v1/t",
                 "Origin: https://shop.example\r\nAccess-Control-Request-Method: POST\r\n", "");
     EXPECT_EQ(r.status, 204);
     EXPECT_TRUE(r.has("Access-Control-Allow-Methods: POST, OPTIONS"));
     EXPECT_TRUE(r.has("Authorization")) << r.head;
 
     // Bad requests, each with its status and reason.
-    r = request(port, "GET", "/v1/batch", "", "");
+    r = http_request(port, "GET", "/v1/batch", "", "");
     EXPECT_EQ(r.status, 405);
     EXPECT_TRUE(r.has("Allow: POST, OPTIONS"));
-    r = request(port, "POST", "/v1/nope", kAuth, "{}");
+    r = http_request(port, "POST", "/v1/nope", kAuth, "{}");
     EXPECT_EQ(r.status, 404);
     EXPECT_NE(r.body.find("unknown route"), std::string::npos);
-    r = request(port, "POST", "/v1/batch", "Authorization: Basic d2tfZ29uZTo=\r\n",
+    r = http_request(port, "POST", "/v1/batch", "Authorization: Basic d2tfZ29uZTo=\r\n",
                 R"({"batch":[]})");
     EXPECT_EQ(r.status, 401);
     EXPECT_NE(r.body.find("expired"), std::string::npos) << r.body;
-    r = request(port, "POST", "/v1/batch", "Authorization: Basic eHg6\r\n", R"({"batch":[]})");
+    r = http_request(port, "POST", "/v1/batch", "Authorization: Basic eHg6\r\n", R"({"batch":[]})");
     EXPECT_EQ(r.status, 401);
-    r = request(port, "POST", "/v1/batch", kAuth, R"({"batch":[{"type":"track",)");
+    r = http_request(port, "POST", "/v1/batch", kAuth, R"({"batch":[{"type":"track",)");
     EXPECT_EQ(r.status, 400);
     EXPECT_NE(r.body.find("invalid JSON at byte"), std::string::npos) << r.body;
-    r = request(port, "POST", "/v1/batch", kAuth,
+    r = http_request(port, "POST", "/v1/batch", kAuth,
                 R"({"batch":[{"type":"track","event":"E","messageId":"e2e-ok"},)"
                 R"({"type":"track","event":"E","userId":"u","messageId":"e2e-ok2"}]})");
     EXPECT_EQ(r.status, 200);
     EXPECT_NE(r.body.find("\"index\":0,\"reason\":\"no_identity\""), std::string::npos) << r.body;
     std::string big(600000, ' ');
-    r = request(port, "POST", "/v1/batch", kAuth, big);
+    r = http_request(port, "POST", "/v1/batch", kAuth, big);
     EXPECT_TRUE(r.status == 413 || r.status == 400) << r.status;
     EXPECT_NE(r.body.find("limit"), std::string::npos) << r.body;
 

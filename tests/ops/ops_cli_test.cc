@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "../pipeline/event_util.h"
+#include "harness.h"
 
 extern "C" {
 #include "segbus/segbus.h"
@@ -34,123 +35,9 @@ using namespace sbt;
 namespace
 {
 
-uint16_t free_port()
+RunResult segbus(const std::vector<std::string> &args, int seconds = 20)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-std::string slurp(const std::string &path)
-{
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-std::string http_get(uint16_t port, const std::string &path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return "";
-    }
-    std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    if (write(fd, req.data(), req.size()) < 0) {
-        close(fd);
-        return "";
-    }
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        out.append(buf, (size_t)n);
-    close(fd);
-    return out;
-}
-
-struct CliResult {
-    int code = -1;
-    std::string out, err;
-};
-
-// Start the segbus binary with args, stdout/stderr to files; wait() collects it.
-struct Cli {
-    pid_t pid = -1;
-    std::string out_path, err_path;
-    void start(const std::vector<std::string> &args)
-    {
-        std::string bin = std::string(SEGBUS_BINARY_DIR) + "/src/cli/segbus";
-        char o[] = "/tmp/segbus-ops-out-XXXXXX", e[] = "/tmp/segbus-ops-err-XXXXXX";
-        int ofd = mkstemp(o), efd = mkstemp(e);
-        out_path = o;
-        err_path = e;
-        pid = fork();
-        if (pid == 0) {
-            dup2(ofd, 1);
-            dup2(efd, 2);
-            unsetenv("SEGBUS_METRICS");
-            std::vector<char *> argv{(char *)bin.c_str()};
-            for (auto &a : args)
-                argv.push_back((char *)a.c_str());
-            argv.push_back(nullptr);
-            execv(bin.c_str(), argv.data());
-            _exit(127);
-        }
-        close(ofd);
-        close(efd);
-    }
-    // Wait up to `seconds` (then SIGKILL: the test fails on the code).
-    CliResult wait(int seconds = 20)
-    {
-        CliResult r;
-        int st = 0;
-        for (int i = 0; i < seconds * 100; i++) {
-            if (waitpid(pid, &st, WNOHANG) == pid) {
-                pid = -1;
-                break;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-        if (pid > 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            pid = -1;
-            r.code = -9;
-        } else {
-            r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        r.out = slurp(out_path);
-        r.err = slurp(err_path);
-        unlink(out_path.c_str());
-        unlink(err_path.c_str());
-        return r;
-    }
-    ~Cli()
-    {
-        if (pid > 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, nullptr, 0);
-        }
-    }
-};
-
-CliResult segbus(const std::vector<std::string> &args, int seconds = 20)
-{
-    Cli c;
-    c.start(args);
-    return c.wait(seconds);
+    return run_program(segbus_cli(), args, seconds, {{"SEGBUS_METRICS", nullptr}});
 }
 
 // A segbusd with a file output and a hub output to a port nobody listens on.
@@ -159,14 +46,13 @@ class Ops : public ::testing::Test
   protected:
     std::string dir, sock, out, cfg, addr;
     uint16_t mport = 0;
-    pid_t pid = -1;
+    TempDir tmp{"segbus-ops"};
+    Segbusd daemon;
     segbus_producer_t *prod = nullptr;
 
     void SetUp() override
     {
-        char tmpl[] = "/tmp/segbus-ops-XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl), nullptr);
-        dir = tmpl;
+        dir = tmp.path;
         sock = dir + "/s.sock";
         out = dir + "/events.ndjson";
         cfg = dir + "/segbusd.yaml";
@@ -182,16 +68,8 @@ class Ops : public ::testing::Test
               << "  - {type: hub, name: hub, settings: {url: http://127.0.0.1:" << free_port()
               << "/v1/batch, timeout: 1s}}\n";
         }
-        std::string bin = std::string(SEGBUS_BINARY_DIR) + "/src/daemon/segbusd";
-        pid = fork();
-        if (pid == 0) {
-            int fd = open((dir + "/segbusd.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            dup2(fd, 2);
-            execl(bin.c_str(), "segbusd", "--config", cfg.c_str(), (char *)nullptr);
-            _exit(127);
-        }
-        for (int i = 0; i < 500 && http_get(mport, "/health").empty(); i++)
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        ASSERT_TRUE(daemon.start(cfg, dir + "/segbusd.log"));
+        wait_for([&] { return !http_get(mport, "/health").empty(); }, 5000);
         ASSERT_FALSE(http_get(mport, "/health").empty()) << slurp(dir + "/segbusd.log");
         segbus_producer_options_t o;
         segbus_producer_options_init(&o);
@@ -201,19 +79,7 @@ class Ops : public ::testing::Test
     {
         if (prod)
             segbus_producer_close(prod);
-        if (pid > 0) {
-            kill(pid, SIGTERM);
-            int st = 0;
-            for (int i = 0; i < 500 && waitpid(pid, &st, WNOHANG) != pid; i++)
-                std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            if (kill(pid, 0) == 0) {
-                kill(pid, SIGKILL);
-                waitpid(pid, nullptr, 0);
-            }
-        }
-        std::string rm = "rm -rf " + dir;
-        if (system(rm.c_str()) != 0)
-            ADD_FAILURE() << rm;
+        daemon.stop(5);
     }
     void write(const std::string &ev)
     {
@@ -223,13 +89,14 @@ class Ops : public ::testing::Test
     void wait_file(size_t n)
     {
         size_t lines = 0;
-        for (int i = 0; i < 1000; i++) {
-            std::string s = slurp(out);
-            lines = (size_t)std::count(s.begin(), s.end(), '\n');
-            if (lines >= n)
-                return;
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
+        if (wait_for(
+                [&] {
+                    std::string s = slurp(out);
+                    lines = (size_t)std::count(s.begin(), s.end(), '\n');
+                    return lines >= n;
+                },
+                10000))
+            return;
         FAIL() << "file output has " << lines << " lines, want " << n;
     }
 };
@@ -259,7 +126,7 @@ TEST_F(Ops, StatShowsStagesOutputsAndReasons)
                 {"messageId", Val::str("bad1")}}));
     wait_file(20);
     // The hub output's receiver is down: wait for a failed request to be counted.
-    CliResult r;
+    RunResult r;
     for (int i = 0; i < 100; i++) {
         r = segbus({"stat", "--metrics", addr});
         if (r.out.find("connect") != std::string::npos ||
@@ -304,7 +171,7 @@ TEST_F(Ops, StatWatchGivesRatesPerSecond)
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
     });
-    CliResult r = segbus({"stat", "--metrics", addr, "--watch", "0.5", "--count", "3", "--json"});
+    RunResult r = segbus({"stat", "--metrics", addr, "--watch", "0.5", "--count", "3", "--json"});
     stop = true;
     t.join();
     ASSERT_EQ(r.code, 0) << r.err;
@@ -335,7 +202,7 @@ TEST(OpsNoDaemon, ExitCodesAndMessages)
 {
     uint16_t p = free_port();
     std::string a = "127.0.0.1:" + std::to_string(p);
-    CliResult r = segbus({"stat", "--metrics", a});
+    RunResult r = segbus({"stat", "--metrics", a});
     EXPECT_EQ(r.code, 69);
     EXPECT_NE(r.err.find(a), std::string::npos) << r.err;
     r = segbus({"tail", "--metrics", a});
@@ -387,7 +254,7 @@ TEST_F(Ops, TailFiltersStatusesAndDropReasons)
                 {"messageId", Val::str("a3")}}));
     wait_file(4);
 
-    CliResult r = segbus({"tail", "--metrics", addr, "--last", "100", "--userId", "alice", "--json",
+    RunResult r = segbus({"tail", "--metrics", addr, "--last", "100", "--userId", "alice", "--json",
                           "--count", "4"});
     ASSERT_EQ(r.code, 0) << r.err;
     std::vector<json_t *> evs;
@@ -424,15 +291,17 @@ TEST_F(Ops, TailFiltersStatusesAndDropReasons)
 
 TEST_F(Ops, TailWakesOnNewEvents)
 {
-    Cli c;
-    c.start({"tail", "--metrics", addr, "--userId", "carol", "--count", "2", "--json"});
+    Child c;
+    c.start(segbus_cli(),
+            {"tail", "--metrics", addr, "--userId", "carol", "--count", "2", "--json"},
+            {{"SEGBUS_METRICS", nullptr}});
     // Wait for its first long-poll to arrive (recording starts with it).
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     auto t0 = std::chrono::steady_clock::now();
     write(track("d1", "dave"));
     write(track("c1", "carol"));
     write(track("c2", "carol"));
-    CliResult r = c.wait(10);
+    RunResult r = c.wait(10);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("\"messageId\":\"c1\""), std::string::npos) << r.out;
