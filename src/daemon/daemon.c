@@ -26,6 +26,7 @@
 #include "protocols/protocols.h"
 #include "ring/registry.h"
 #include "segbus/segbus.h"
+#include "spool/replay.h"
 #include "spool/spool.h"
 
 #define SB_TICK_NS (5 * SB_NS_PER_MS) /* batch deadlines, retries, registry, adopted rings */
@@ -36,6 +37,7 @@ struct sb_daemon {
     struct sb_metrics *metrics;
     struct sb_pipeline *pipeline;
     struct sb_spool *spool;
+    struct sb_replay *replay; /* what the spool holds of the rings: exact replays after a crash */
     struct sb_output_runner **outs;
     size_t n_outs;
     struct sb_registry *reg;
@@ -79,16 +81,15 @@ struct sb_daemon {
 
 /* ---- the drain ---------------------------------------------------------------------------- */
 
-static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
+static void handle_record(struct sb_daemon *d, const struct sb_ring_rec *rec)
 {
-    struct sb_daemon *d = ctx;
     struct sb_event_meta meta = {0};
     const uint8_t *ev;
     size_t len;
 
     if (rec->type != SEGBUS_RECORD_TYPE_EVENT) {
         d->unknown_records++;
-        return 0;
+        return;
     }
     d->received++;
     meta.now_ns = sb_now_ns();
@@ -101,10 +102,14 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS) {
         if (tailing)
             sb_tail_end(d->tail, rec->data, rec->len, &meta, false);
-        return 0;
+        return;
     }
     for (size_t i = 0; i < d->n_outs; i++) {
         struct sb_output_runner *r = d->outs[i];
+        /* Read again after a crash, and in this output's spool already: not twice. It still
+         * went through the pipeline above, so dedup saw it as before. */
+        if (sb_replay_covered(d->replay, (unsigned)i))
+            continue;
         if (!sb_output_runner_accepts(r, &meta, d->ring_source)) {
             ((struct sb_output_counters *)sb_output_runner_counters(r))->dropped_filtered++;
             continue;
@@ -114,7 +119,29 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     }
     if (tailing)
         sb_tail_end(d->tail, ev, len, &meta, true);
+}
+
+static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
+{
+    struct sb_daemon *d = ctx;
+
+    /* Rings are announced in index order when first read (adopted rings come later). */
+    while (sb_replay_rings(d->replay) <= ring) {
+        size_t i = sb_replay_rings(d->replay);
+        if (sb_replay_ring(d->replay, i, sb_registry_ring_id(d->reg, i),
+                           sb_registry_reader(d->reg, i)->head) != 0)
+            break; /* out of memory: this ring's replays are batched again (duplicates) */
+    }
+    sb_replay_begin(d->replay, ring, rec->pos);
+    handle_record(d, rec);
+    sb_replay_end(d->replay);
     return 0;
+}
+
+static void release(struct sb_daemon *d, size_t ring, uint64_t pos)
+{
+    sb_registry_release(d->reg, ring, pos);
+    sb_replay_released(d->replay, ring, sb_registry_reader(d->reg, ring)->head);
 }
 
 static struct dmark *mark_at(struct sb_daemon *d, size_t i)
@@ -130,7 +157,7 @@ static void check_marks(struct sb_daemon *d)
             if (sb_output_runner_durable_events(d->outs[o]) < m->need[o])
                 return;
         for (size_t r = 0; r < m->npos; r++)
-            sb_registry_release(d->reg, r, m->pos[r]);
+            release(d, r, m->pos[r]);
         d->marks_head = (d->marks_head + 1) % d->marks_cap;
         d->n_marks--;
     }
@@ -199,7 +226,7 @@ static void mark_drained(struct sb_daemon *d)
                 sb_output_runner_durable_events(d->outs[o]) < sb_output_runner_added(d->outs[o]);
         if (!pending) {
             for (size_t r = 0; r < n; r++)
-                sb_registry_release(d->reg, r, sb_registry_reader(d->reg, r)->read_pos);
+                release(d, r, sb_registry_reader(d->reg, r)->read_pos);
             return;
         }
     }
@@ -710,6 +737,51 @@ static int build_pipeline(struct sb_daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+static int load_cover(void *arg, uint64_t seq, const void *data, size_t len)
+{
+    struct sb_daemon *d = arg;
+    const uint8_t *p = data;
+    size_t tlen = len >= SB_OUTPUT_TAG_BYTES ? (size_t)p[2] | (size_t)p[3] << 8 : 0;
+
+    if (tlen && SB_OUTPUT_TAG_BYTES + tlen <= len &&
+        sb_replay_load(d->replay, p + SB_OUTPUT_TAG_BYTES, tlen) == 0)
+        sb_info("daemon",
+                "spool record %llu says what of the rings is spooled already: ring "
+                "records read again are not batched twice",
+                (unsigned long long)seq);
+    else
+        sb_warn("daemon",
+                "spool record %llu has no cover table: ring records read again after "
+                "the restart may be delivered twice",
+                (unsigned long long)seq);
+    return 1;
+}
+
+/* The newest spool record's cover table: what the last daemon had spooled of each ring. */
+static int load_replay(struct sb_daemon *d, char *err, size_t errlen)
+{
+    int rc = sb_replay_new(&d->replay, (unsigned)d->cfg->n_outputs);
+    uint64_t last = sb_spool_durable_seq(d->spool);
+
+    if (rc) {
+        snprintf(err, errlen, "replay table: %s", strerror(-rc));
+        return rc;
+    }
+    if (last && (rc = sb_spool_visit(d->spool, last, load_cover, d)) < 0) {
+        snprintf(err, errlen, "spool %s: reading record %llu: %s", d->cfg->spool.dir,
+                 (unsigned long long)last, strerror(-rc));
+        return rc;
+    }
+    for (unsigned o = 0; o < d->cfg->n_outputs; o++) {
+        const char *const l[] = {"output", d->cfg->outputs[o].name, NULL};
+        sb_metrics_counter_ref(d->metrics, "segbus_replay_skipped_events_total",
+                               "Ring records read again after a restart that were in this "
+                               "output's spool already (not batched twice).",
+                               l, sb_replay_skipped(d->replay, o));
+    }
+    return 0;
+}
+
 int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err, size_t errlen)
 {
     struct sb_daemon *d;
@@ -771,11 +843,14 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
                  rc == -EBUSY ? "in use by another segbusd" : strerror(-rc));
         goto fail;
     }
+    if ((rc = load_replay(d, err, errlen)))
+        goto fail;
     for (size_t i = 0; i < cfg->n_outputs; i++) {
         rc = sb_output_runner_new(&d->outs[i], &cfg->outputs[i], (unsigned)i, d->loop, d->spool,
                                   cfg->spool.dir, d->metrics, err, errlen);
         if (rc)
             goto fail;
+        sb_output_runner_set_replay(d->outs[i], d->replay);
         d->n_outs++;
     }
 
@@ -858,6 +933,7 @@ void sb_daemon_free(struct sb_daemon *d)
     for (size_t i = 0; i < d->n_outs; i++)
         sb_output_runner_free(d->outs[i]);
     free(d->outs);
+    sb_replay_free(d->replay);
     if (d->spool) {
         int rc = sb_spool_close(d->spool);
         if (rc)

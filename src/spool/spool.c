@@ -287,13 +287,16 @@ static void seg_release(struct sb_spool *sp, size_t i)
 }
 
 /* Free, oldest first, every segment that all outputs have acknowledged. min_acked() is at most
- * durable_seq, so a segment with a record still being committed is never freed. */
+ * durable_seq, so a segment with a record still being committed is never freed. Nor is the one
+ * holding the newest record: a restarted daemon reads it (sb_spool_visit) to learn what the
+ * last one had spooled. */
 static void release_passed(struct sb_spool *sp)
 {
     uint64_t m = min_acked(sp);
     while (sp->nsegs) {
         struct seg *s = sp->segs[0];
-        if (s == sp->active || !s->sealed || (s->last_seq >= s->first_seq && s->last_seq > m))
+        if (s == sp->active || !s->sealed || (s->last_seq >= s->first_seq && s->last_seq > m) ||
+            (s->first_seq <= sp->durable_seq && sp->durable_seq <= s->last_seq))
             break;
         seg_release(sp, 0);
     }

@@ -105,9 +105,9 @@ int sb_spool_visit(struct sb_spool *spool, uint64_t from_seq, sb_spool_record_fn
 int sb_spool_rewind(struct sb_spool *spool, unsigned output);
 
 /* Acknowledge every record of the output with seq <= seq (cumulative; lower seqs are no-ops).
- * Frees segments that every output's cursor on disk has passed. The cursor is persisted asynchronously (one
- * write + fdatasync in flight per output; a cursor lost in a crash only causes a resend).
- * 0, or -EINVAL bad output or seq beyond the durable records, -EROFS read-only. */
+ * Frees segments that every output's cursor on disk has passed. The cursor is persisted
+ * asynchronously (one write + fdatasync in flight per output; a cursor lost in a crash only causes
+ * a resend). 0, or -EINVAL bad output or seq beyond the durable records, -EROFS read-only. */
 int sb_spool_ack(struct sb_spool *spool, unsigned output, uint64_t seq);
 
 /* sb_spool_ack() that also records where the output's destination stands after delivering

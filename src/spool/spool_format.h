@@ -22,7 +22,7 @@
 #define SB_SPOOL_REC_HDR_BYTES 40u
 #define SB_SPOOL_REC_ALIGN 8u
 #define SB_SPOOL_CUR_MAGIC 0x31434253u /* "SBC1" */
-#define SB_SPOOL_CUR_HAS_OUT_POS 1u  /* cursor flags: out_pos and out_id are set */
+#define SB_SPOOL_CUR_HAS_OUT_POS 1u    /* cursor flags: out_pos and out_id are set */
 #define SB_SPOOL_CUR_SLOT_BYTES 64u
 #define SB_SPOOL_CUR_SLOT_STRIDE                                                                   \
     4096u /* slots on different pages/sectors: a torn write hits one                               \
