@@ -76,7 +76,7 @@ struct sb_daemon {
 
     uint64_t received, unknown_records;
     /* Copies of the spool's loss counters, refreshed every tick, for metrics. */
-    uint64_t spool_dropped_oldest, spool_dropped_corrupt, spool_refused_full;
+    uint64_t spool_dropped_oldest, spool_dropped_corrupt, spool_refused_full, spool_refused_nospace;
 };
 
 /* ---- the drain ---------------------------------------------------------------------------- */
@@ -370,6 +370,7 @@ static void on_tick(struct sb_timer *t)
         d->spool_dropped_oldest = ss.dropped_oldest;
         d->spool_dropped_corrupt = ss.dropped_corrupt;
         d->spool_refused_full = ss.refused_full;
+        d->spool_refused_nospace = ss.refused_nospace;
     }
     if (d->stopping) {
         if (!backlogged(d) && all_idle(d) && !sb_hub_pending(d->hub)) {
@@ -442,10 +443,21 @@ static void on_http(void *arg, struct sb_http_exchange *ex, const struct sb_http
         else
             sb_http_respond(ex, 500, NULL, 0, "out of memory\n", 14);
     } else if (!strcmp(req->path, "/health")) {
-        if (d->stopping)
+        int spool_err = 0;
+        for (size_t i = 0; i < d->n_outs && !spool_err; i++)
+            spool_err = sb_output_runner_spool_error(d->outs[i]);
+        if (d->stopping) {
             sb_http_respond(ex, 503, &js, 1, "{\"status\":\"stopping\"}\n", 22);
-        else
+        } else if (spool_err) {
+            /* Not taking events: they wait in the rings until the spool has room. */
+            char b[200];
+            int n = snprintf(
+                b, sizeof b, "{\"status\":\"spool_full\",\"reason\":\"%s\",\"draining\":false}\n",
+                spool_err == -EAGAIN ? "spool.max_bytes reached" : strerror(-spool_err));
+            sb_http_respond(ex, 503, &js, 1, b, (size_t)n);
+        } else {
             sb_http_respond(ex, 200, &js, 1, "{\"status\":\"ok\"}\n", 16);
+        }
     } else if (!strcmp(req->path, "/stats")) {
         if (sb_metrics_render_json(d->metrics, sb_wall_ms(), &body) == 0)
             sb_http_respond(ex, 200, &js, 1, body.data, body.len);
@@ -570,6 +582,10 @@ static void register_metrics(struct sb_daemon *d)
         sb_metrics_counter_ref(m, "segbus_spool_full_total",
                                "Spool appends refused at spool.max_bytes (draining paused).", NULL,
                                &d->spool_refused_full);
+        sb_metrics_counter_ref(m, "segbus_spool_nospace_total",
+                               "Spool appends refused: no space left on the file system (draining "
+                               "paused until there is).",
+                               NULL, &d->spool_refused_nospace);
     }
     {
         /* The primary ring: what the drain repaired or skipped (its private counters), and
@@ -703,6 +719,14 @@ uint16_t sb_daemon_hub_port(const struct sb_daemon *d)
 
 /* ---- set-up ------------------------------------------------------------------------------- */
 
+static void on_spool_drop(void *arg, unsigned out, uint64_t seq, const void *data, size_t len)
+{
+    struct sb_daemon *d = arg;
+
+    if (out < d->n_outs)
+        sb_output_runner_on_drop(d->outs[out], seq, data, len);
+}
+
 static void on_durable(void *arg, uint64_t upto_seq)
 {
     struct sb_daemon *d = arg;
@@ -834,6 +858,7 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
     so.policy =
         cfg->spool.full_policy == SB_SPOOL_FULL_DROP_OLDEST ? SB_SPOOL_DROP_OLDEST : SB_SPOOL_BLOCK;
     so.on_durable = on_durable;
+    so.on_drop = on_spool_drop;
     so.arg = d;
     rc = sb_spool_open(&d->spool, d->loop, &so, names, (unsigned)cfg->n_outputs);
     free(names);

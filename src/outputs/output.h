@@ -95,7 +95,7 @@ struct sb_output_runner;
 
 struct sb_output_counters {
     uint64_t batched, batches, spooled, sent, sent_batches, failed_attempts, retried, dead_lettered,
-        dropped_filtered, backlog_batches, split, backlog_bytes;
+        dropped_filtered, backlog_batches, split, backlog_bytes, dropped_oldest;
 };
 
 /* Create the runner of output `index` (its spool tag and spool cursor index) for cfg, with its
@@ -122,8 +122,16 @@ int sb_output_runner_add(struct sb_output_runner *r, const uint8_t *event, size_
 void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool force);
 /* The spool made records durable (call for every runner). */
 void sb_output_runner_on_durable(struct sb_output_runner *r, uint64_t upto_seq);
+/* The spool's drop_oldest dropped record seq (its payload) before this output acknowledged it:
+ * count its events if it is this output's, and forget it if it was waiting for a retry. */
+void sb_output_runner_on_drop(struct sb_output_runner *r, uint64_t seq, const void *data,
+                              size_t len);
 /* Closed batches waiting for room in the spool: while any runner has some, stop draining. */
 size_t sb_output_runner_backlog(const struct sb_output_runner *r);
+/* While there is a backlog because the spool is full, why: -EAGAIN (spool.max_bytes under
+ * block), -ENOSPC (file system full) or another -errno; 0 without a backlog or when the spool
+ * was only busy (max_pending_bytes in a commit, gone with the next fsync). */
+int sb_output_runner_spool_error(const struct sb_output_runner *r);
 /* Nothing batched, backlogged, spooled-but-undelivered or in flight. */
 bool sb_output_runner_idle(const struct sb_output_runner *r);
 /* Events handed to sb_output_runner_add so far, and how many of the first of them are durable

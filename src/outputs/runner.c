@@ -46,6 +46,10 @@ struct sb_output_runner {
     struct backlog_item *bl_head, *bl_tail;
     size_t bl_n;
     uint64_t bl_bytes;
+    int bl_err;         /* why the spool refuses while bl_n: see sb_output_runner_spool_error */
+    bool bl_warned;     /* the refusal was logged (not a mere busy spool) */
+    uint64_t bl_since;  /* when the backlog formed */
+    uint64_t seen_full; /* the spool's refused_full, to tell full from busy */
 
     /* The batch being delivered (read from the spool), retried until acked or dead-lettered. */
     bool have_batch, in_flight, pumping, closing;
@@ -55,7 +59,8 @@ struct sb_output_runner {
     struct sb_retry retry;
     uint64_t retry_at_ns;
     struct sb_delivery d;
-    uint64_t skip_seq; /* highest record of other outputs read past (ack it) */
+    uint64_t skip_seq;      /* highest record of other outputs read past (ack it) */
+    bool dropped_in_flight; /* drop_oldest dropped the batch being sent: settle it on its end */
     uint64_t acked;
 
     /* Durability accounting: events handed in, events in closed batches (cumulative), and which
@@ -108,6 +113,11 @@ const struct sb_output_counters *sb_output_runner_counters(const struct sb_outpu
 size_t sb_output_runner_backlog(const struct sb_output_runner *r)
 {
     return r->bl_n;
+}
+
+int sb_output_runner_spool_error(const struct sb_output_runner *r)
+{
+    return r->bl_n && r->bl_err != -EBUSY ? r->bl_err : 0;
 }
 
 uint32_t sb_output_runner_pending(const struct sb_output_runner *r)
@@ -271,12 +281,37 @@ static int spool_append(struct sb_output_runner *r, const uint8_t *snap, size_t 
     return rc;
 }
 
+/* The spool refused an append with rc: note why (-EAGAIN is either full, at max_bytes, or only
+ * busy: max_pending_bytes in a commit, gone with the next fsync) and say so once per episode:
+ * the backlog forms in on_batch and empties in backlog_retry. */
+static void refused(struct sb_output_runner *r, int rc)
+{
+    if (rc == -EAGAIN) {
+        struct sb_spool_stats st;
+        sb_spool_get_stats(r->spool, &st);
+        if (st.refused_full == r->seen_full)
+            rc = -EBUSY;
+        r->seen_full = st.refused_full;
+    }
+    r->bl_err = rc;
+    if (rc == -EBUSY || r->bl_warned)
+        return;
+    r->bl_warned = true;
+    sb_warn("output",
+            "%s: the spool refuses batches (%s): draining paused, events wait in the rings "
+            "(producers' full-ring policy applies)",
+            r->cfg->name, rc == -EAGAIN ? "full: spool.max_bytes reached" : strerror(-rc));
+}
+
 static void backlog_retry(struct sb_output_runner *r)
 {
+    bool had = r->bl_head != NULL;
+    int rc = 0;
+
     while (r->bl_head) {
         struct backlog_item *it = r->bl_head;
-        if (spool_append(r, it->data, it->snap_len, it->data + it->snap_len, it->len, it->count,
-                         it->cum) != 0)
+        if ((rc = spool_append(r, it->data, it->snap_len, it->data + it->snap_len, it->len,
+                               it->count, it->cum)) != 0)
             break;
         r->bl_head = it->next;
         if (!r->bl_head)
@@ -287,6 +322,15 @@ static void backlog_retry(struct sb_output_runner *r)
     }
     r->c.backlog_batches = r->bl_n;
     r->c.backlog_bytes = r->bl_bytes;
+    if (rc && rc != -ENOMEM)
+        refused(r, rc);
+    if (had && !r->bl_head) {
+        if (r->bl_warned)
+            sb_info("output", "%s: the spool takes batches again after %.1f s; draining resumes",
+                    r->cfg->name, (double)(sb_now_ns() - r->bl_since) / 1e9);
+        r->bl_err = 0;
+        r->bl_warned = false;
+    }
 }
 
 static int on_batch(void *arg, const uint8_t *envelope, size_t len, uint32_t count)
@@ -310,12 +354,8 @@ static int on_batch(void *arg, const uint8_t *envelope, size_t len, uint32_t cou
             return 0;
         if (rc == -ENOMEM)
             return rc;
-        if (rc == -ENOSPC)
-            sb_warn("output", "%s: no space for the spool: draining paused until there is",
-                    r->cfg->name);
-        else if (rc != -EAGAIN)
-            sb_warn("output", "%s: spool refused a batch (%s); holding it in memory", r->cfg->name,
-                    strerror(-rc));
+        r->bl_since = sb_now_ns();
+        refused(r, rc);
     }
     return backlog_push(r, envelope, len, count, r->emitted);
 }
@@ -518,6 +558,19 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
     r->in_flight = false;
     if (r->closing)
         return; /* cancelled by the plugin's destroy: the batch stays in the spool */
+    if (r->dropped_in_flight) {
+        /* drop_oldest took it from the spool meanwhile: delivered after all, or dropped. */
+        r->dropped_in_flight = false;
+        if (res->status >= 200 && res->status < 300) {
+            r->c.dropped_oldest -= r->batch_count;
+            r->c.sent += r->batch_count;
+            r->c.sent_batches++;
+        }
+        r->have_batch = false;
+        if (!r->pumping)
+            pump(r, now);
+        return;
+    }
     if (res->status == -EMSGSIZE && r->batch_count > 1) {
         int rc = split_batch(r);
         if (rc == 0) {
@@ -627,6 +680,30 @@ void sb_output_runner_on_durable(struct sb_output_runner *r, uint64_t upto_seq)
         pump(r, sb_now_ns());
 }
 
+void sb_output_runner_on_drop(struct sb_output_runner *r, uint64_t seq, const void *data,
+                              size_t len)
+{
+    const uint8_t *p = data;
+    size_t skip;
+
+    if (len < SB_OUTPUT_TAG_BYTES || ((unsigned)p[0] | (unsigned)p[1] << 8) != r->index)
+        return;
+    skip = SB_OUTPUT_TAG_BYTES + ((size_t)p[2] | (size_t)p[3] << 8);
+    if (len < skip + SB_BATCH_HEAD_BYTES)
+        return;
+    p += skip;
+    r->c.dropped_oldest +=
+        (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+    /* Counted as dropped: not delivered from memory either. One in flight is let finish (and is
+     * delivered then); count it back when it is. */
+    if (r->have_batch && r->batch_seq == seq) {
+        if (r->in_flight)
+            r->dropped_in_flight = true;
+        else
+            r->have_batch = false;
+    }
+}
+
 void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool force)
 {
     int rc;
@@ -660,6 +737,7 @@ static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
     const char *const failed[] = {"output", r->cfg->name, "reason", "attempt_failed", NULL};
     const char *const dead[] = {"output", r->cfg->name, "reason", "refused_or_expired", NULL};
     const char *const filt[] = {"where", r->cfg->name, "reason", "filtered", NULL};
+    const char *const oldest[] = {"where", r->cfg->name, "reason", "spool_drop_oldest", NULL};
 
     if (!m)
         return;
@@ -677,6 +755,7 @@ static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
                            &r->c.dead_lettered);
     sb_metrics_counter_ref(m, SB_M_DROPPED, "Events not delivered to an output, by reason.", filt,
                            &r->c.dropped_filtered);
+    sb_metrics_counter_ref(m, SB_M_DROPPED, NULL, oldest, &r->c.dropped_oldest);
     sb_metrics_gauge_fn(m, "segbus_output_backlog_batches",
                         "Closed batches held in memory while the spool refuses them (full or no "
                         "space); draining is paused meanwhile.",

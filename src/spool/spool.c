@@ -454,8 +454,23 @@ static int chunk_start(struct sb_spool *sp, struct seg *s, uint64_t off)
     return 0;
 }
 
+static int visit_seg(struct sb_spool *sp, struct seg *s, uint64_t from, uint64_t to,
+                     sb_spool_record_fn fn, void *arg, bool *stopped);
+
+struct drop_ctx {
+    struct sb_spool *sp;
+    unsigned out;
+};
+
+static int drop_cb(void *arg, uint64_t seq, const void *data, size_t len)
+{
+    struct drop_ctx *c = arg;
+    c->sp->o.on_drop(c->sp->o.arg, c->out, seq, data, len);
+    return 0;
+}
+
 /* Drop the oldest live segment for drop_oldest: every output that had not passed it skips it
- * and counts what it lost. */
+ * and counts what it lost (on_drop: per record, in the caller's units). */
 static int drop_oldest(struct sb_spool *sp)
 {
     if (sp->nsegs == 0)
@@ -473,6 +488,11 @@ static int drop_oldest(struct sb_spool *sp)
         sp->st.dropped_oldest += n;
         sb_warn(MOD, "%s: spool full (drop_oldest): output %s loses records %llu..%llu", sp->dir,
                 o->name, (unsigned long long)from, (unsigned long long)s->last_seq);
+        if (sp->o.on_drop) {
+            struct drop_ctx c = {sp, i};
+            bool stopped = false;
+            (void)visit_seg(sp, s, from, s->last_seq, drop_cb, &c, &stopped);
+        }
         o->acked = s->last_seq;
         if (o->read_next <= s->last_seq) {
             o->read_next = s->last_seq + 1;
@@ -1116,41 +1136,56 @@ int sb_spool_read(struct sb_spool *sp, unsigned output, size_t max_bytes, sb_spo
     return delivered;
 }
 
+/* fn for every durable record of segment s with seq in [from, to]. The count, or -errno. */
+static int visit_seg(struct sb_spool *sp, struct seg *s, uint64_t from, uint64_t to,
+                     sb_spool_record_fn fn, void *arg, bool *stopped)
+{
+    struct sb_spool_rec_expect exp = {s->gen, 0, sp->o.max_record_bytes};
+    uint64_t off = SB_SPOOL_SEG_HDR_BYTES;
+    int n = 0;
+    for (;;) {
+        size_t avail = 0, need = SB_SPOOL_REC_HDR_BYTES;
+        int err = 0;
+        struct sb_spool_rec rec;
+        const uint8_t *p = seg_bytes(sp, s, off, need, &avail, &err);
+        if (!p)
+            return err;
+        enum sb_spool_status why = sb_spool_rec_check(p, avail, &exp, &rec, &need);
+        if (why == SB_SPOOL_SHORT && need <= s->durable_end - off) {
+            p = seg_bytes(sp, s, off, need, &avail, &err);
+            if (!p)
+                return err;
+            why = sb_spool_rec_check(p, avail, &exp, &rec, &need);
+        }
+        /* Stop at the end of what is durable, or at a bad record (reads count those). */
+        if (why != SB_SPOOL_OK || rec.seq > s->last_seq || rec.seq > sp->durable_seq ||
+            rec.seq > to)
+            return n;
+        if (rec.seq >= from) {
+            n++;
+            if (fn(arg, rec.seq, rec.payload, rec.len) != 0) {
+                *stopped = true;
+                return n;
+            }
+        }
+        off += rec.frame_bytes;
+    }
+}
+
 int sb_spool_visit(struct sb_spool *sp, uint64_t from_seq, sb_spool_record_fn fn, void *arg)
 {
     int n = 0;
+    bool stopped = false;
     if (!fn)
         return -EINVAL;
-    for (size_t i = 0; i < sp->nsegs; i++) {
+    for (size_t i = 0; i < sp->nsegs && !stopped; i++) {
         struct seg *s = sp->segs[i];
         if (s->last_seq < s->first_seq || s->last_seq < from_seq)
             continue;
-        struct sb_spool_rec_expect exp = {s->gen, 0, sp->o.max_record_bytes};
-        uint64_t off = SB_SPOOL_SEG_HDR_BYTES;
-        for (;;) {
-            size_t avail = 0, need = SB_SPOOL_REC_HDR_BYTES;
-            int err = 0;
-            struct sb_spool_rec rec;
-            const uint8_t *p = seg_bytes(sp, s, off, need, &avail, &err);
-            if (!p)
-                return err;
-            enum sb_spool_status why = sb_spool_rec_check(p, avail, &exp, &rec, &need);
-            if (why == SB_SPOOL_SHORT && need <= s->durable_end - off) {
-                p = seg_bytes(sp, s, off, need, &avail, &err);
-                if (!p)
-                    return err;
-                why = sb_spool_rec_check(p, avail, &exp, &rec, &need);
-            }
-            /* Stop at the end of what is durable, or at a bad record (reads count those). */
-            if (why != SB_SPOOL_OK || rec.seq > s->last_seq || rec.seq > sp->durable_seq)
-                break;
-            if (rec.seq >= from_seq) {
-                n++;
-                if (fn(arg, rec.seq, rec.payload, rec.len) != 0)
-                    return n;
-            }
-            off += rec.frame_bytes;
-        }
+        int r = visit_seg(sp, s, from_seq, UINT64_MAX, fn, arg, &stopped);
+        if (r < 0)
+            return r;
+        n += r;
     }
     return n;
 }

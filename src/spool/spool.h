@@ -29,6 +29,10 @@ enum sb_spool_policy {
 
 /* Called when every record with seq <= upto_seq is on stable storage. upto_seq only grows. */
 typedef void (*sb_spool_durable_fn)(void *arg, uint64_t upto_seq);
+/* drop_oldest is dropping record seq (payload data, len bytes, valid during the call) that
+ * output `output` had not acknowledged: so that the loss is counted in the caller's units. */
+typedef void (*sb_spool_drop_fn)(void *arg, unsigned output, uint64_t seq, const void *data,
+                                 size_t len);
 
 struct sb_spool_opts {
     const char *dir;             /* spool directory, created (0700) if missing; locked (flock) */
@@ -45,6 +49,7 @@ struct sb_spool_opts {
     uint64_t retry_ns;           /* after a failed commit with no space for a new segment, retry
                                     this often; default 1 s */
     sb_spool_durable_fn on_durable;
+    sb_spool_drop_fn on_drop; /* optional */
     void *arg;
 };
 
