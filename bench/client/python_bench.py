@@ -36,16 +36,7 @@ ROUNDS = int(os.environ.get("SEGBUS_BENCH_ROUNDS", "200"))
 WARM = 20
 
 # The seed's "Order Completed" example (shared/seed, "Order completion (Segment e-commerce spec)").
-ORDER = {
-    "order_id": "ORD-2024-12345", "total": 129.98, "subtotal": 119.98, "tax": 10.40,
-    "shipping": 5.99, "discount": 6.39, "coupon": "SAVE10", "currency": "USD",
-    "products": [
-        {"product_id": "SKU-12345", "name": "Premium Widget", "price": 49.99, "quantity": 1,
-         "category": "Widgets", "brand": "Acme"},
-        {"product_id": "SKU-67890", "name": "Deluxe Gadget", "price": 79.99, "quantity": 1,
-         "category": "Gadgets", "brand": "Acme"},
-    ],
-}
+ORDER = json.load(open(os.path.join(ROOT, "tests", "data", "order_completed.json")))
 
 
 def log(*a):

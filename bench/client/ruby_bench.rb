@@ -12,14 +12,7 @@ require 'segbus'
 N = Integer(ENV.fetch('SEGBUS_BENCH_N', '1000'))
 ROUNDS = Integer(ENV.fetch('SEGBUS_BENCH_ROUNDS', '200'))
 WARM = 20
-ORDER = {
-  order_id: 'ORD-2024-12345', total: 129.98, subtotal: 119.98, tax: 10.40, shipping: 5.99,
-  discount: 6.39, coupon: 'SAVE10', currency: 'USD',
-  products: [
-    { product_id: 'SKU-12345', name: 'Premium Widget', price: 49.99, quantity: 1, category: 'Widgets', brand: 'Acme' },
-    { product_id: 'SKU-67890', name: 'Deluxe Gadget', price: 79.99, quantity: 1, category: 'Gadgets', brand: 'Acme' }
-  ]
-}.freeze
+ORDER = JSON.parse(File.read(File.expand_path('../../tests/data/order_completed.json', __dir__)), symbolize_names: true).freeze
 
 sink_bin = File.join(build, 'bindings', 'tests', 'segbus_test_sink')
 abort "ruby_bench: no sink at #{sink_bin}" unless File.executable?(sink_bin)

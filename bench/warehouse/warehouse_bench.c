@@ -2,7 +2,8 @@
  * naive way (one autocommit INSERT per row) in the same run. Prints JSON lines.
  *   warehouse_bench sqlite DIR [EVENTS]
  *   warehouse_bench pg CONNINFO [EVENTS]
- *   warehouse_bench sqlite-only DIR [EVENTS] | model-only X [EVENTS]   (for profiling)
+ *   warehouse_bench sqlite-only DIR [EVENTS] | pg-only CONNINFO [EVENTS] | model-only X [EVENTS]
+ *   (the last three for profiling)
  * WAREHOUSE_BATCH sets the events per load (default 1000). */
 #include <errno.h>
 #include <stdio.h>
@@ -571,6 +572,21 @@ int main(int argc, char **argv)
         sb_warehouse_close(w);
         emit("sqlite_load_only", "events/s", r, NULL, 0, NULL, 0);
         return 0;
+    }
+    if (!strcmp(argv[1], "pg-only")) { /* for profiling: our PostgreSQL loader alone */
+        struct ev *evs = make_events(n, 0);
+        struct sb_warehouse *w;
+        char err[512];
+        struct sb_warehouse_options opt = {0};
+        opt.schema = "only";
+        if (sb_warehouse_pg_open(&w, argv[2], &opt, err, sizeof(err))) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        double r = load_all(w, evs, n, batch_size);
+        sb_warehouse_close(w);
+        emit("pg_load_only", "events/s", r, NULL, 0, NULL, 0);
+        return r < 0;
     }
     if (!strcmp(argv[1], "pg"))
         return bench_pg(argv[2], n);

@@ -12,6 +12,7 @@
 
 #include "event/event.h" /* sb_map_set_msgpack_trusted: our converters' output */
 
+#include "../common/sb_scratch.h"
 #include "sbpy.h"
 #include "sbpy_api.h"
 
@@ -31,69 +32,6 @@ static PyObject *warn_fn;          /* list of warning texts -> None (logs them) 
 static PyObject *k_type, *k_user, *k_anon, *k_event, *k_name, *k_category, *k_group, *k_prev,
     *k_props, *k_traits, *k_context, *k_integrations, *k_timestamp, *k_message_id, *k_library,
     *library_value, *type_names[7];
-
-/* ---- per-thread scratch --------------------------------------------------------------------
- * The converter may run Python code (isoformat, __str__), which may switch threads or even
- * re-enter an event call from a logging handler; so scratch memory is per thread, and a
- * re-entered call gets fresh memory instead of the busy one. */
-struct scratch {
-    msgpack_sbuffer buf;
-    segbus_map_t *maps[3]; /* body (properties or traits), context, integrations */
-    int busy;
-};
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_free(void *p)
-{
-    struct scratch *s = p;
-    if (!s)
-        return;
-    msgpack_sbuffer_destroy(&s->buf);
-    for (int i = 0; i < 3; i++)
-        segbus_map_free(s->maps[i]);
-    free(s);
-}
-
-static void scratch_key_init(void)
-{
-    (void)pthread_key_create(&scratch_key, scratch_free);
-}
-
-static struct scratch *scratch_new(void)
-{
-    struct scratch *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    msgpack_sbuffer_init(&s->buf);
-    for (int i = 0; i < 3; i++) {
-        if (!(s->maps[i] = segbus_map_new())) {
-            scratch_free(s);
-            return NULL;
-        }
-    }
-    return s;
-}
-
-/* The thread's scratch, or a fresh one (*temp = 1) when it is busy. */
-static struct scratch *scratch_get(int *temp)
-{
-    (void)pthread_once(&scratch_once, scratch_key_init);
-    struct scratch *s = pthread_getspecific(scratch_key);
-    *temp = 0;
-    if (s && !s->busy)
-        return s;
-    if (!s) {
-        if (!(s = scratch_new()))
-            return NULL;
-        if (pthread_setspecific(scratch_key, s) == 0)
-            return s;
-    } else if (!(s = scratch_new())) {
-        return NULL;
-    }
-    *temp = 1;
-    return s;
-}
 
 /* ---- setup ---------------------------------------------------------------------------------- */
 
@@ -483,7 +421,7 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
     PyObject *uid = NULL, *aid = NULL, *mid = NULL, *gid = NULL, *pid = NULL, *ts = NULL;
     PyObject *body_d = NULL, *ctx_d = NULL, *int_d = NULL, *result = NULL, *msg = NULL;
     int temp = 0;
-    struct scratch *s = NULL;
+    struct sb_scratch *s = NULL;
     struct sbpy_conv cv;
     int conv_ready = 0;
     size_t body_off = 0, body_len = 0, ctx_off = 0, ctx_len = 0, int_off = 0, int_len = 0;
@@ -574,7 +512,7 @@ PyObject *sbpy_send(PyObject *cap, int type, PyObject *user_id, PyObject *anonym
     }
 
     /* the maps, straight to msgpack */
-    if (!(s = scratch_get(&temp))) {
+    if (!(s = sb_scratch_get(&temp))) {
         PyErr_NoMemory();
         goto out;
     }
@@ -740,7 +678,7 @@ out:
     if (s) {
         s->busy = 0;
         if (temp)
-            scratch_free(s);
+            sb_scratch_free(s);
     }
     Py_XDECREF(msg);
     Py_XDECREF(uid);

@@ -16,6 +16,7 @@
 #include "event/event.h" /* sb_map_set_msgpack_trusted: our converters' output */
 
 #include "../common/sb_mp.h"
+#include "../common/sb_scratch.h"
 #include "sbrb.h"
 
 static VALUE warn_proc = Qnil; /* called with an Array of warning texts after a call */
@@ -366,62 +367,6 @@ static void conv_report(struct conv *cv)
         rb_funcall(warn_proc, rb_intern("call"), 1, cv->warnings);
 }
 
-/* ---- per-thread scratch (see the Python module for why per thread) -------------------------- */
-
-struct scratch {
-    msgpack_sbuffer buf;
-    segbus_map_t *maps[3];
-    int busy;
-};
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_free(void *p)
-{
-    struct scratch *s = p;
-    if (!s)
-        return;
-    msgpack_sbuffer_destroy(&s->buf);
-    for (int i = 0; i < 3; i++)
-        segbus_map_free(s->maps[i]);
-    free(s);
-}
-static void scratch_key_init(void)
-{
-    (void)pthread_key_create(&scratch_key, scratch_free);
-}
-static struct scratch *scratch_new(void)
-{
-    struct scratch *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    msgpack_sbuffer_init(&s->buf);
-    for (int i = 0; i < 3; i++)
-        if (!(s->maps[i] = segbus_map_new())) {
-            scratch_free(s);
-            return NULL;
-        }
-    return s;
-}
-static struct scratch *scratch_get(int *temp)
-{
-    (void)pthread_once(&scratch_once, scratch_key_init);
-    struct scratch *s = pthread_getspecific(scratch_key);
-    *temp = 0;
-    if (s && !s->busy)
-        return s;
-    if (!s) {
-        if (!(s = scratch_new()))
-            return NULL;
-        if (pthread_setspecific(scratch_key, s) == 0)
-            return s;
-    } else if (!(s = scratch_new())) {
-        return NULL;
-    }
-    *temp = 1;
-    return s;
-}
-
 /* ---- client --------------------------------------------------------------------------------- */
 
 struct sbrb_client {
@@ -708,7 +653,7 @@ VALUE sbrb_send(VALUE client, int type, int send, VALUE user_id, VALUE anonymous
 
     /* convert and send; no Ruby exception may fly while the scratch is busy */
     int temp = 0;
-    struct scratch *s = scratch_get(&temp);
+    struct sb_scratch *s = sb_scratch_get(&temp);
     if (!s)
         rb_memerror();
     s->busy = 1;
@@ -749,7 +694,7 @@ VALUE sbrb_send(VALUE client, int type, int send, VALUE user_id, VALUE anonymous
     cl->dropped += cv.dropped;
     s->busy = 0;
     if (temp)
-        scratch_free(s);
+        sb_scratch_free(s);
     volatile VALUE keep = body; /* the hashes stay reachable until here */
     (void)keep;
     RB_GC_GUARD(context);

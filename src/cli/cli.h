@@ -26,6 +26,10 @@ struct sb_cli_cmd {
 /* The exit code for a libsegbus return code. */
 int sb_cli_exit_code(int rc);
 
+/* After getopt_long returned '?' or ':' (with opterr = 0): says on stderr which flag of
+ * `segbus cmd` lacks its value or is unknown; returns SB_EXIT_USAGE. */
+int sb_cli_bad_flag(const char *cmd, char **argv);
+
 extern const struct sb_cli_cmd sb_cli_track, sb_cli_identify, sb_cli_page, sb_cli_screen,
     sb_cli_group, sb_cli_alias;
 /* Operator commands (cmd_stat.c, cmd_tail.c). */

@@ -127,14 +127,8 @@ static int run_event(enum segbus_type type, int argc, char **argv)
     optind = 1;
     int o;
     while ((o = getopt_long_only(argc, argv, "", sb_opts, NULL)) != -1) {
-        if (o == '?' || o == ':') {
-            if (optopt)
-                fprintf(stderr, "segbus %s: --%s needs a value\n", name, sb_opts[optopt - 1].name);
-            else
-                fprintf(stderr, "segbus %s: unknown flag %s (segbus %s --help)\n", name,
-                        argv[optind - 1], name);
-            return SB_EXIT_USAGE;
-        }
+        if (o == '?' || o == ':')
+            return sb_cli_bad_flag(name, argv);
         if (!((c->flags | COMMON) & BIT(o))) {
             fprintf(stderr, "segbus %s: --%s is not a flag of %s (segbus %s --help)\n", name,
                     sb_opts[o - 1].name, name, name);

@@ -209,12 +209,15 @@ static int check(int argc, char **argv)
         if (!ename[0])
             snprintf(ename, sizeof ename, "%s", name);
         printf("%s:%lu: %s: %s\n", pos[1], lineno, ename,
-               rc == SB_PLAN_BLOCKED ? "BLOCKED" : rc == SB_PLAN_OMITTED ? "omitted" : "allowed");
+               rc == SB_PLAN_BLOCKED   ? "BLOCKED"
+               : rc == SB_PLAN_OMITTED ? "omitted"
+                                       : "allowed");
         for (size_t i = 0; i < v.count; i++) {
             const struct sb_violation *x = &v.items[i];
-            printf("    %s %s: %s\n", sb_violation_kind_name(x->kind), x->path[0] ? x->path : "(event)",
-                   x->reason);
-            snprintf(key, sizeof key, "%s\t%s\t%s", ename, sb_violation_kind_name(x->kind), x->path);
+            printf("    %s %s: %s\n", sb_violation_kind_name(x->kind),
+                   x->path[0] ? x->path : "(event)", x->reason);
+            snprintf(key, sizeof key, "%s\t%s\t%s", ename, sb_violation_kind_name(x->kind),
+                     x->path);
             if (tally_add(&t, &nt, key)) {
                 fprintf(stderr, "segbus plan check: out of memory\n");
                 return SB_EXIT_SOFTWARE;

@@ -161,7 +161,32 @@ struct outrow {
     const char *name;
     double v[N_OUT_COLS], r[N_OUT_COLS];
     double lat_p50, lat_p99; /* seconds, from the delivery latency histogram; NAN if none */
+    double st[5];            /* the status gauges of st_gauges[], NAN if absent */
 };
+
+/* Per-output delivery status gauges (src/outputs/output.h), in struct outrow's st[] order. */
+static const char *const st_gauges[] = {
+    "segbus_output_last_error_status", "segbus_output_last_error_timestamp_seconds",
+    "segbus_output_last_success_timestamp_seconds", "segbus_output_consecutive_failures",
+    "segbus_output_retrying_events"};
+enum { ST_ERR, ST_ERR_TIME, ST_OK_TIME, ST_FAILS, ST_RETRYING, N_ST };
+
+static int st_of(const char *family)
+{
+    for (int k = 0; k < N_ST; k++)
+        if (!strcmp(st_gauges[k], family))
+            return k;
+    return -1;
+}
+
+/* "HTTP 503", "Connection refused" for a status gauge's value. */
+static void error_text(double status, char *out, size_t outlen)
+{
+    if (status > 0)
+        snprintf(out, outlen, "HTTP %.0f", status);
+    else
+        snprintf(out, outlen, "%s", strerror((int)-status));
+}
 
 static int col_of(const char *family)
 {
@@ -194,10 +219,10 @@ static size_t out_rows(const struct snap *sn, struct outrow *rows, size_t max)
     size_t n = 0;
     for (size_t i = 0; i < sn->n; i++) {
         const char *o = label(&sn->s[i], "output");
-        int c = col_of(sn->s[i].name);
+        int c = col_of(sn->s[i].name), g = st_of(sn->s[i].name);
         bool lat = !strcmp(sn->s[i].name, "segbus_delivery_latency_seconds");
         size_t r;
-        if (!o || (c < 0 && !lat))
+        if (!o || (c < 0 && !lat && g < 0))
             continue;
         for (r = 0; r < n && strcmp(rows[r].name, o); r++)
             ;
@@ -209,7 +234,13 @@ static size_t out_rows(const struct snap *sn, struct outrow *rows, size_t max)
             rows[n].lat_p50 = rows[n].lat_p99 = NAN;
             for (size_t k = 0; k < N_OUT_COLS; k++)
                 rows[n].r[k] = NAN;
+            for (int k = 0; k < N_ST; k++)
+                rows[n].st[k] = NAN;
             n++;
+        }
+        if (g >= 0) {
+            rows[r].st[g] = sn->s[i].value;
+            continue;
         }
         if (lat) {
             rows[r].lat_p50 = hist_quantile(sn->s[i].obj, 0.5);
@@ -306,6 +337,34 @@ static void print_human(FILE *f, const char *addr, const struct snap *sn, bool r
     if (!nrows)
         fprintf(f, "  (no outputs)\n");
 
+    /* Delivery status: is each output keeping up, and if not, what went wrong last. */
+    bool st_header = false;
+    for (size_t r = 0; r < nrows; r++) {
+        const double *g = rows[r].st;
+        double now = (double)sn->time_ms / 1000.0;
+        char err[128];
+        if (isnan(g[ST_FAILS]))
+            continue;
+        if (!st_header) {
+            fprintf(f, "\ndelivery status\n");
+            st_header = true;
+        }
+        fprintf(f, "  %-10.10s ", rows[r].name);
+        if (g[ST_FAILS] > 0)
+            fprintf(f, "FAILING: %.0f failed attempts in a row", g[ST_FAILS]);
+        else
+            fprintf(f, "ok");
+        if (g[ST_RETRYING] > 0)
+            fprintf(f, ", retrying %.0f events", g[ST_RETRYING]);
+        if (g[ST_ERR_TIME] > 0) {
+            error_text(g[ST_ERR], err, sizeof err);
+            fprintf(f, "; last error %s, %.0f s ago", err, fmax(0, now - g[ST_ERR_TIME]));
+        }
+        if (g[ST_OK_TIME] > 0)
+            fprintf(f, "; last delivery %.0f s ago", fmax(0, now - g[ST_OK_TIME]));
+        fputc('\n', f);
+    }
+
     /* Reasons: every non-zero series with a reason label, per output or place. */
     bool header = false;
     for (size_t i = 0; i < sn->n; i++) {
@@ -365,6 +424,24 @@ static void print_json(FILE *f, const char *addr, const struct snap *sn, double 
         json_object_set_new(row, "rates", rt);
         json_object_set_new(row, "latency_p50_s", num(rows[r].lat_p50));
         json_object_set_new(row, "latency_p99_s", num(rows[r].lat_p99));
+        if (!isnan(rows[r].st[ST_FAILS])) {
+            const double *g = rows[r].st;
+            char err[128];
+            json_object_set_new(row, "consecutive_failures", num(g[ST_FAILS]));
+            json_object_set_new(row, "retrying_events", num(g[ST_RETRYING]));
+            json_object_set_new(row, "last_success_ms",
+                                g[ST_OK_TIME] > 0 ? json_integer((json_int_t)(g[ST_OK_TIME] * 1e3))
+                                                  : json_null());
+            if (g[ST_ERR_TIME] > 0) {
+                error_text(g[ST_ERR], err, sizeof err);
+                json_object_set_new(row, "last_error", json_string(err));
+                json_object_set_new(row, "last_error_status", num(g[ST_ERR]));
+                json_object_set_new(row, "last_error_ms",
+                                    json_integer((json_int_t)(g[ST_ERR_TIME] * 1e3)));
+            } else {
+                json_object_set_new(row, "last_error", json_null());
+            }
+        }
         json_object_set_new(outs, rows[r].name, row);
     }
     json_t *stages = json_object();
@@ -487,23 +564,11 @@ static int run_stat(int argc, char **argv)
             help(stdout);
             return SB_EXIT_OK;
         default:
-            if (optopt)
-                fprintf(stderr, "segbus stat: %s needs a value\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "segbus stat: unknown flag %s (segbus stat --help)\n",
-                        argv[optind - 1]);
-            return SB_EXIT_USAGE;
+            return sb_cli_bad_flag("stat", argv);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "segbus stat: unexpected argument \"%s\" (segbus stat --help)\n",
-                argv[optind]);
-        return SB_EXIT_USAGE;
-    }
-    if (metrics && config) {
-        fprintf(stderr, "segbus stat: give --metrics or --config, not both\n");
-        return SB_EXIT_USAGE;
-    }
+    if ((rc = sb_ops_check_args("stat", argc, argv, metrics, config)) != 0)
+        return rc;
     if (count && every == 0) {
         fprintf(stderr, "segbus stat: --count goes with --watch\n");
         return SB_EXIT_USAGE;

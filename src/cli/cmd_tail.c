@@ -1,5 +1,6 @@
 /* cmd_tail.c: `segbus tail`: live events from a running segbusd with what happened to them (passed
- * or dropped by which stage and why; per output: batched, spooled, delivered, filtered), read by
+ * or dropped by which stage and why; per output: batched, spooled, retrying, delivered,
+ * dead_lettered, filtered), read by
  * long-polling its GET /tail (src/daemon/tail.h). Filters run in the daemon. No cap on how many. */
 #include <errno.h>
 #include <getopt.h>
@@ -74,7 +75,8 @@ static void help(FILE *f)
             "usage: segbus tail [--metrics HOST:PORT | --config FILE] [--type T] [--event E]\n"
             "                   [--userId U] [--settled] [--last N] [--count N] [--json]\n\n"
             "Live events through a running segbusd with their delivery status: passed or\n"
-            "dropped (stage, reason), and per output batched, spooled, delivered or filtered.\n\n"
+            "dropped (stage, reason), and per output batched, spooled, retrying, delivered,\n"
+            "dead_lettered or filtered (sources, allow/deny lists, integrations).\n\n"
             "flags:\n"
             "  --metrics HOST:PORT  the daemon's metrics.listen (else --config's, else\n"
             "                       $SEGBUS_METRICS, else %s)\n"
@@ -184,23 +186,11 @@ static int run_tail(int argc, char **argv)
             help(stdout);
             return SB_EXIT_OK;
         default:
-            if (optopt)
-                fprintf(stderr, "segbus tail: %s needs a value\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "segbus tail: unknown flag %s (segbus tail --help)\n",
-                        argv[optind - 1]);
-            return SB_EXIT_USAGE;
+            return sb_cli_bad_flag("tail", argv);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "segbus tail: unexpected argument \"%s\" (segbus tail --help)\n",
-                argv[optind]);
-        return SB_EXIT_USAGE;
-    }
-    if (metrics && config) {
-        fprintf(stderr, "segbus tail: give --metrics or --config, not both\n");
-        return SB_EXIT_USAGE;
-    }
+    if ((rc = sb_ops_check_args("tail", argc, argv, metrics, config)) != 0)
+        return rc;
     if ((rc = sb_ops_address(metrics, config, addr, sizeof addr, "tail")) != 0)
         return rc;
     signal(SIGINT, on_sigint);

@@ -1,5 +1,6 @@
 /* main.c: the `segbus` command: dispatches to the subcommand named by the first argument. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +13,16 @@ static const struct sb_cli_cmd *const sb_cli_commands[] = {
     &sb_cli_alias, &sb_cli_plan,     &sb_cli_stat, &sb_cli_tail,   &sb_cli_demo,
 };
 #define N_COMMANDS (sizeof sb_cli_commands / sizeof sb_cli_commands[0])
+
+int sb_cli_bad_flag(const char *cmd, char **argv)
+{
+    if (optopt)
+        fprintf(stderr, "segbus %s: %s needs a value\n", cmd, argv[optind - 1]);
+    else
+        fprintf(stderr, "segbus %s: unknown flag %s (segbus %s --help)\n", cmd, argv[optind - 1],
+                cmd);
+    return SB_EXIT_USAGE;
+}
 
 int sb_cli_exit_code(int rc)
 {

@@ -16,6 +16,11 @@
 int sb_ops_address(const char *metrics, const char *config_path, char *out, size_t outlen,
                    const char *cmd);
 
+/* The checks stat and tail share once their flags are read: no arguments left over, not both
+ * --metrics and --config. 0, or SB_EXIT_USAGE after saying why. */
+int sb_ops_check_args(const char *cmd, int argc, char **argv, const char *metrics,
+                      const char *config);
+
 /* GET target from addr ("host:port"); *status and the body (replaced). 0 or -errno with err
  * saying what went wrong (refused, timed out, not HTTP). */
 int sb_ops_get(const char *addr, const char *target, int timeout_ms, int *status,

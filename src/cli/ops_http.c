@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,4 +161,19 @@ out:
     freeaddrinfo(ai);
     sb_buf_free(&raw);
     return rc;
+}
+
+int sb_ops_check_args(const char *cmd, int argc, char **argv, const char *metrics,
+                      const char *config)
+{
+    if (optind < argc) {
+        fprintf(stderr, "segbus %s: unexpected argument \"%s\" (segbus %s --help)\n", cmd,
+                argv[optind], cmd);
+        return SB_EXIT_USAGE;
+    }
+    if (metrics && config) {
+        fprintf(stderr, "segbus %s: give --metrics or --config, not both\n", cmd);
+        return SB_EXIT_USAGE;
+    }
+    return 0;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <xxhash.h>
@@ -351,6 +352,7 @@ struct field {
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const full_policies[] = {"block", "drop_oldest", NULL};
 static const char *const environments[] = {"dev", "staging", "prod", NULL};
+static const char *const webhook_modes[] = {"batch", "event", NULL};
 static const char *const output_types[] = {"segment",  "hub",     "file",  "sqlite",
                                            "postgres", "webhook", "kafka", NULL};
 
@@ -468,10 +470,15 @@ static const struct field output_settings_fields[] = {
     {"dead_letter", K_STR, OO(dead_letter), 0, 0, NULL, NULL, NULL, HTTP_TYPES},
     {"path", K_STR, OO(path), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_FILE) | T(SB_OUTPUT_SQLITE)},
     {"rotate_bytes", K_SIZE, OO(rotate_bytes), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_FILE)},
+    {"rotate_interval", K_DURATION, OO(rotate_interval_ns), 0, 366 * 86400 * SB_NS_PER_S, NULL,
+     NULL, NULL, T(SB_OUTPUT_FILE)},
+    {"keep", K_U32, OO(keep), 1, 10000, NULL, NULL, NULL, T(SB_OUTPUT_FILE)},
     {"dsn", K_STR, OO(dsn), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_POSTGRES)},
     {"schema", K_STR, OO(schema), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_POSTGRES)},
     {"secret", K_STR, OO(secret), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
-    {"per_event", K_BOOL, OO(per_event), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
+    {"signature_header", K_STR, OO(signature_header), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
+    {"mode", K_ENUM, OO(webhook_mode), 0, 0, webhook_modes, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
+    {"headers", K_KV, OO(headers), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_WEBHOOK)},
     {"brokers", K_STR, OO(brokers), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_KAFKA)},
     {"topic", K_STR, OO(topic), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_KAFKA)},
     {"value_format", K_STR, OO(value_format), 0, 0, NULL, NULL, NULL, T(SB_OUTPUT_KAFKA)},
@@ -481,6 +488,7 @@ static const struct field output_fields[] = {
     {"type", K_SKIP, 0, 0, 0, NULL, NULL, NULL, 0},
     {"name", K_STR, OO(name), 0, 0, NULL, NULL, NULL, 0},
     {"sources", K_STRLIST, OO(sources), 0, 0, NULL, NULL, NULL, 0},
+    {"integration", K_STR, OO(integration), 0, 0, NULL, NULL, NULL, 0},
     {"events", K_MAP, 0, 0, 0, NULL, output_event_fields, NULL, 0},
     {"batch", K_MAP, 0, 0, 0, NULL, output_batch_fields, NULL, 0},
     {"settings", K_MAP, 0, 0, 0, NULL, output_settings_fields, NULL, 0},
@@ -982,6 +990,7 @@ int sb_output_defaults(struct sb_output_config *out, enum sb_output_type type,
     out->timeout_ns = 10 * SB_NS_PER_S;
     out->max_retry_duration_ns = 43200 * SB_NS_PER_S; /* Segment's SDKs give up after 12 h */
     out->gzip = type == SB_OUTPUT_SEGMENT;
+    out->keep = 5;
     if (type == SB_OUTPUT_SEGMENT)
         return sb_parse_endpoint("us", "/v1/batch", &out->endpoint);
     if (type == SB_OUTPUT_POSTGRES && !(out->schema = strdup("public")))
@@ -1003,6 +1012,9 @@ static void output_free(struct sb_output_config *o)
     free(o->dsn);
     free(o->schema);
     free(o->secret);
+    free(o->signature_header);
+    kv_list_free(&o->headers);
+    free(o->integration);
     free(o->brokers);
     free(o->topic);
     free(o->value_format);
@@ -1116,6 +1128,54 @@ static int parse_sources(struct ctx *c, yaml_node_t *node)
     return 0;
 }
 
+static bool http_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-^_`|~", *s)))
+            return false;
+    return true;
+}
+
+/* Extra webhook headers and the signature header: valid names and values, and none of the
+ * headers segbusd itself sets (the body's framing, its encoding, the signature, the retry
+ * count), so that a config cannot make a request lie about its own bytes. */
+static int check_webhook_headers(struct ctx *c, yaml_node_t *item, const char *path,
+                                 const struct sb_output_config *o)
+{
+    static const char *const reserved[] = {
+        "Content-Length", "Content-Type",  "Content-Encoding", "Transfer-Encoding", "Host",
+        "Connection",     "X-Retry-Count", "Expect",           "Upgrade",           NULL};
+    const char *sig = o->signature_header ? o->signature_header : "X-Signature";
+
+    if (!http_token(sig))
+        return fail(c, item, path, "settings.signature_header: '%.60s' is not a header name", sig);
+    for (int k = 0; reserved[k]; k++)
+        if (!strcasecmp(sig, reserved[k]))
+            return fail(c, item, path, "settings.signature_header: %s is set by segbusd", sig);
+    for (size_t i = 0; i < o->headers.n; i++) {
+        const struct sb_kv *h = &o->headers.items[i];
+        /* Never echo the value: headers often carry tokens. */
+        if (!http_token(h->path))
+            return fail(c, item, path, "settings.headers (line %d): '%.60s' is not a header name",
+                        h->line, h->path);
+        for (int k = 0; reserved[k]; k++)
+            if (!strcasecmp(h->path, reserved[k]))
+                return fail(c, item, path, "settings.headers (line %d): %s is set by segbusd",
+                            h->line, h->path);
+        if (!strcasecmp(h->path, sig))
+            return fail(c, item, path, "settings.headers (line %d): %s is the signature header",
+                        h->line, h->path);
+        for (const char *q = h->value; *q; q++)
+            if ((unsigned char)*q < ' ' && *q != '\t')
+                return fail(c, item, path,
+                            "settings.headers.%s (line %d): the value has a control character",
+                            h->path, h->line);
+    }
+    return 0;
+}
+
 static int check_output(struct ctx *c, yaml_node_t *item, const char *path,
                         struct sb_output_config *o)
 {
@@ -1138,6 +1198,8 @@ static int check_output(struct ctx *c, yaml_node_t *item, const char *path,
     case SB_OUTPUT_WEBHOOK:
         if (!o->endpoint.host)
             return fail(c, item, path, "a %s output needs settings.url", output_types[o->type]);
+        if (o->type == SB_OUTPUT_WEBHOOK)
+            return check_webhook_headers(c, item, path, o);
         break;
     case SB_OUTPUT_FILE:
     case SB_OUTPUT_SQLITE:

@@ -31,6 +31,7 @@ extern "C" {
 enum sb_cfg_log_level { SB_CFG_LOG_DEBUG, SB_CFG_LOG_INFO, SB_CFG_LOG_WARN, SB_CFG_LOG_ERROR };
 enum sb_spool_full_policy { SB_SPOOL_FULL_BLOCK, SB_SPOOL_FULL_DROP_OLDEST };
 enum sb_environment { SB_ENV_DEV, SB_ENV_STAGING, SB_ENV_PROD };
+enum sb_webhook_mode { SB_WEBHOOK_BATCH, SB_WEBHOOK_EVENT }; /* one POST per batch / event */
 enum sb_output_type {
     SB_OUTPUT_SEGMENT,
     SB_OUTPUT_HUB,
@@ -99,6 +100,7 @@ struct sb_output_config {
     struct sb_str_list sources;   /* names of the sources that feed it; empty = all */
     struct sb_str_list allow;     /* event names (track) or types to deliver; empty = all */
     struct sb_str_list deny;      /* event names or types never delivered; wins over allow */
+    char *integration;            /* its key in an event's `integrations` object; NULL = name */
     struct sb_batch_limits batch; /* the global batch limits with this output's overrides */
     int line;
 
@@ -112,13 +114,17 @@ struct sb_output_config {
     char *dead_letter;              /* NULL = <spool.dir>/<name>.dead.ndjson */
     /* file, sqlite */
     char *path;
-    uint64_t rotate_bytes; /* file: 0 = never rotate */
+    uint64_t rotate_bytes;       /* file: 0 = never rotate by size */
+    uint64_t rotate_interval_ns; /* file: 0 = never rotate by age */
+    uint32_t keep;               /* file: rotated files kept (<path>.1 .. <path>.keep) */
     /* postgres */
     char *dsn;
     char *schema;
     /* webhook */
-    char *secret;   /* HMAC-SHA256 signing secret; NULL = unsigned */
-    bool per_event; /* one POST per event instead of per batch */
+    char *secret;           /* HMAC-SHA256 signing secret; NULL = unsigned */
+    char *signature_header; /* where the signature goes; NULL = "X-Signature" */
+    enum sb_webhook_mode webhook_mode;
+    struct sb_kv_list headers; /* extra request headers: path = name, value */
     /* kafka */
     char *brokers;
     char *topic;             /* "{source}" = the output's one source */

@@ -218,12 +218,16 @@ void sb_tail_end(struct sb_tail *t, const uint8_t *data, size_t len,
 
 static const char *out_status(struct sb_tail_impl *im, const struct entry *e, size_t i)
 {
-    const struct sb_output_counters *c = sb_output_runner_counters(im->outs[i]);
+    struct sb_output_status st;
     uint64_t k = e->k ? e->k[i] : 0;
+
     if (!k)
         return "filtered";
-    if (c->sent + c->dead_lettered >= k)
-        return "delivered";
+    sb_output_runner_status(im->outs[i], &st);
+    if (st.done >= k)
+        return sb_output_runner_dead_lettered(im->outs[i], k) ? "dead_lettered" : "delivered";
+    if (st.retrying && k <= st.done + st.retrying)
+        return "retrying"; /* in the batch being delivered, which has failed at least once */
     if (sb_output_runner_durable_events(im->outs[i]) >= k)
         return "spooled";
     return "batched";
@@ -235,7 +239,7 @@ static bool settled(struct sb_tail_impl *im, const struct entry *e)
         return true;
     for (size_t i = 0; i < im->n_outs; i++) {
         const char *s = out_status(im, e, i);
-        if (strcmp(s, "delivered") && strcmp(s, "filtered"))
+        if (strcmp(s, "delivered") && strcmp(s, "filtered") && strcmp(s, "dead_lettered"))
             return false;
     }
     return true;

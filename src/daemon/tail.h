@@ -15,10 +15,12 @@
  *            matching event still in flight)
  * Answer: {"next":SEQ,"missed":N,"events":[{"seq","time_ms","type","event","userId",
  *          "status":"passed"|"dropped","stage","reason","outputs":{NAME:STATUS},"message":{..}}]}
- * Output status: "filtered" (the output does not take it), "batched", "spooled" (durable),
- * "delivered" (sent, or dead-lettered when that output's dead_lettered counter moved: outputs
- * deliver their spool in order, one batch at a time, so the output's count of events done tells
- * which are; a batch split for size is re-spooled behind later ones and may show early).
+ * Output status: "filtered" (the output does not take it: sources, allow/deny, integrations),
+ * "batched", "spooled" (durable), "retrying" (in the batch being delivered, which failed at least
+ * once: the output's last error is in /metrics), "delivered", "dead_lettered" (refused or given
+ * up: in the dead-letter file). Outputs deliver their spool in order, one batch at a time, so
+ * the output's count of events done tells which are (a batch split for size is re-spooled behind
+ * later ones and may show early).
  */
 #ifndef SEGBUS_DAEMON_TAIL_H
 #define SEGBUS_DAEMON_TAIL_H

@@ -188,6 +188,32 @@ static inline void map_counted(segbus_map_t *m)
         m->lv[m->depth - 1].count++;
 }
 
+/* The value written at the end of the buffer (n bytes) is one more member of the open level. */
+static inline void map_wrote(segbus_map_t *m, size_t n)
+{
+    m->buf.len += n;
+    map_counted(m);
+}
+
+/* A string value after its key: header and bytes. */
+static inline void map_put_str(segbus_map_t *m, const char *v, size_t len)
+{
+    uint8_t *p = m->buf.data + m->buf.len;
+    size_t h = mpw_str_hdr_to(p, len);
+    mpw_copy(p + h, v, len);
+    map_wrote(m, h + len);
+}
+
+/* The scalar setters: the key written, *at is where up to value_max value bytes go. */
+static inline int map_value_at(segbus_map_t *m, const char *key, size_t value_max, uint8_t **at)
+{
+    if (!m)
+        return -EINVAL;
+    int rc = map_key(m, key, value_max);
+    *at = m->buf.data + m->buf.len;
+    return rc;
+}
+
 SEGBUS_API int segbus_map_add_strn(segbus_map_t *m, const char *key, const char *v, size_t len)
 {
     if (!m)
@@ -200,11 +226,7 @@ SEGBUS_API int segbus_map_add_strn(segbus_map_t *m, const char *key, const char 
     int rc = map_key(m, key, len + 5);
     if (rc)
         return rc;
-    uint8_t *p = m->buf.data + m->buf.len;
-    size_t h = mpw_str_hdr_to(p, len);
-    mpw_copy(p + h, v, len);
-    m->buf.len += h + len;
-    map_counted(m);
+    map_put_str(m, v, len);
     return 0;
 }
 
@@ -220,60 +242,33 @@ SEGBUS_API int segbus_map_add_str(segbus_map_t *m, const char *key, const char *
     int rc = map_key(m, key, len + 5);
     if (rc)
         return rc;
-    uint8_t *p = m->buf.data + m->buf.len;
-    size_t h = mpw_str_hdr_to(p, len);
-    mpw_copy(p + h, v, len);
-    m->buf.len += h + len;
-    map_counted(m);
+    map_put_str(m, v, len);
     return 0;
 }
 
-SEGBUS_API int segbus_map_add_int(segbus_map_t *m, const char *key, int64_t v)
-{
-    if (!m)
-        return -EINVAL;
-    int rc = map_key(m, key, 9);
-    if (rc)
-        return rc;
-    m->buf.len += mpw_int_to(m->buf.data + m->buf.len, v);
-    map_counted(m);
-    return 0;
-}
-
-SEGBUS_API int segbus_map_add_uint(segbus_map_t *m, const char *key, uint64_t v)
-{
-    if (!m)
-        return -EINVAL;
-    int rc = map_key(m, key, 9);
-    if (rc)
-        return rc;
-    m->buf.len += mpw_uint_to(m->buf.data + m->buf.len, v);
-    map_counted(m);
-    return 0;
-}
-
-SEGBUS_API int segbus_map_add_double(segbus_map_t *m, const char *key, double v)
-{
-    if (!m)
-        return -EINVAL;
-    int rc = map_key(m, key, 9);
-    if (rc)
-        return rc;
-    m->buf.len += mpw_double_to(m->buf.data + m->buf.len, v);
-    map_counted(m);
-    return 0;
-}
+/* The fixed-size numbers: the key, then the value's writer (at most 9 bytes). */
+#define MAP_ADD_NUMBER(name, ctype, writer)                                                        \
+    SEGBUS_API int name(segbus_map_t *m, const char *key, ctype v)                                 \
+    {                                                                                              \
+        uint8_t *p;                                                                                \
+        int rc = map_value_at(m, key, 9, &p);                                                      \
+        if (!rc)                                                                                   \
+            map_wrote(m, writer(p, v));                                                            \
+        return rc;                                                                                 \
+    }
+MAP_ADD_NUMBER(segbus_map_add_int, int64_t, mpw_int_to)
+MAP_ADD_NUMBER(segbus_map_add_uint, uint64_t, mpw_uint_to)
+MAP_ADD_NUMBER(segbus_map_add_double, double, mpw_double_to)
 
 static int map_byte(segbus_map_t *m, const char *key, uint8_t b)
 {
-    if (!m)
-        return -EINVAL;
-    int rc = map_key(m, key, 1);
-    if (rc)
-        return rc;
-    m->buf.data[m->buf.len++] = b;
-    map_counted(m);
-    return 0;
+    uint8_t *p;
+    int rc = map_value_at(m, key, 1, &p);
+    if (!rc) {
+        *p = b;
+        map_wrote(m, 1);
+    }
+    return rc;
 }
 
 SEGBUS_API int segbus_map_add_bool(segbus_map_t *m, const char *key, int v)
@@ -430,17 +425,7 @@ void sb_map_get_view(const segbus_map_t *m, struct sb_map_view *v)
 /* UTF-8 check with an ASCII fast path (keys and most values are ASCII). */
 static inline int mp_utf8_ok(const uint8_t *s, size_t n, size_t *bad)
 {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        if (w & 0x8080808080808080ull)
-            return sb_utf8_valid((const char *)s, n, bad);
-    }
-    for (; i < n; i++)
-        if (s[i] & 0x80)
-            return sb_utf8_valid((const char *)s, n, bad);
-    return 1;
+    return utf8_ok((const char *)s, n, bad);
 }
 
 static inline uint32_t mp_be(const uint8_t *p, int n)

@@ -1,9 +1,11 @@
-/* file.c: the NDJSON file output: one event per line as Segment JSON, for debugging and tests.
+/* file.c: the NDJSON file output: one event per line as Segment JSON, rotated by size and/or
+ * age into <path>.1 (newest) .. <path>.<keep> (oldest; older ones are deleted).
  * A write(2) that completes counts as delivered (no fsync: the spool holds the durable copy
- * until the ack, and this output is a debugging aid, not a store). Each delivery reports the
- * file's length and inode, which the spool saves with the ack cursor; at start-up the file is
- * cut back to the length saved with the last ack on disk, so that lines written for a batch
- * whose ack a crash lost are not there twice once the batch is written again. */
+ * until the ack, and this output is a debugging aid, not a store). A batch is never split
+ * across two files: rotation happens between batches. Each delivery reports the file's length
+ * and inode, which the spool saves with the ack cursor; at start-up the file is cut back to the
+ * length saved with the last ack on disk, so that lines written for a batch whose ack a crash
+ * lost are not there twice once the batch is written again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,14 +16,17 @@
 
 #include "common/log.h"
 #include "json/json.h"
+#include "net/loop.h"
 #include "outputs/output.h"
 #include "pipeline/batch.h"
 
 struct file_out {
     char *path;
-    uint64_t rotate_bytes;
+    uint64_t rotate_bytes, rotate_interval_ns;
+    uint32_t keep;
     int fd;
     uint64_t size, ino;
+    uint64_t opened_ns; /* when this daemon started writing the current file */
     struct sb_buf lines;
 };
 
@@ -40,6 +45,7 @@ static int file_open(struct file_out *f)
     }
     f->size = (uint64_t)st.st_size;
     f->ino = (uint64_t)st.st_ino;
+    f->opened_ns = sb_now_ns();
     return 0;
 }
 
@@ -53,6 +59,8 @@ static int file_init(void **state, const struct sb_output_config *cfg, struct sb
         return -ENOMEM;
     f->path = strdup(cfg->path);
     f->rotate_bytes = cfg->rotate_bytes;
+    f->rotate_interval_ns = cfg->rotate_interval_ns;
+    f->keep = cfg->keep ? cfg->keep : 1;
     if (!f->path) {
         free(f);
         return -ENOMEM;
@@ -68,23 +76,46 @@ static int file_init(void **state, const struct sb_output_config *cfg, struct sb
     return 0;
 }
 
+/* Shift <path>.k to <path>.k+1 from the oldest down (the one past `keep` is replaced, i.e.
+ * deleted), then the current file to <path>.1 and open a new one. */
 static int file_rotate(struct file_out *f)
 {
-    size_t n = strlen(f->path) + 3;
-    char *old = malloc(n);
+    size_t n = strlen(f->path) + 16;
+    char *from = malloc(n), *to = malloc(n);
     int rc = 0;
 
-    if (!old)
+    if (!from || !to) {
+        free(from);
+        free(to);
         return -ENOMEM;
-    snprintf(old, n, "%s.1", f->path);
-    if (rename(f->path, old) != 0)
+    }
+    for (uint32_t k = f->keep; k > 1; k--) {
+        snprintf(from, n, "%s.%u", f->path, k - 1);
+        snprintf(to, n, "%s.%u", f->path, k);
+        if (rename(from, to) != 0 && errno != ENOENT)
+            sb_warn("output", "file: cannot rename %s: %s", from, strerror(errno));
+    }
+    snprintf(to, n, "%s.1", f->path);
+    if (rename(f->path, to) != 0)
         rc = -errno;
-    free(old);
+    free(from);
+    free(to);
+    if (rc) {
+        sb_warn("output", "file: cannot rotate %s: %s; appending to it", f->path, strerror(-rc));
+        return rc;
+    }
     close(f->fd);
     f->fd = -1;
-    if (rc)
-        return rc;
     return file_open(f);
+}
+
+static bool rotate_due(const struct file_out *f)
+{
+    if (f->size == 0)
+        return false; /* never rotate an empty file: keep N files of events, not N empty ones */
+    if (f->rotate_bytes && f->size >= f->rotate_bytes)
+        return true;
+    return f->rotate_interval_ns && sb_now_ns() - f->opened_ns >= f->rotate_interval_ns;
 }
 
 static int file_deliver(void *state, struct sb_delivery *d)
@@ -105,6 +136,10 @@ static int file_deliver(void *state, struct sb_delivery *d)
             return -ENOMEM;
         p += used;
     }
+    if (f->fd < 0 && file_open(f) != 0)
+        return -EIO;
+    if (rotate_due(f)) /* by age: a file older than rotate_interval gets no more batches */
+        (void)file_rotate(f);
     if (f->fd < 0 && file_open(f) != 0)
         return -EIO;
     while (off < f->lines.len) {

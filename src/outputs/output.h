@@ -62,6 +62,7 @@ struct sb_delivery {
     size_t len;
     uint32_t count;       /* events in it */
     uint32_t retry_count; /* 0 on the first attempt: send X-Retry-Count when > 0 */
+    uint64_t seq;         /* the batch's spool record: the same for every attempt at it */
     void *runner;         /* private */
 };
 
@@ -85,6 +86,7 @@ extern const struct sb_output_plugin sb_output_hub;      /* segbus hub, msgpack 
 extern const struct sb_output_plugin sb_output_sqlite;   /* warehouse schema in SQLite */
 extern const struct sb_output_plugin sb_output_postgres; /* warehouse schema in PostgreSQL */
 extern const struct sb_output_plugin sb_output_kafka;    /* Kafka topic per source (kafka.c) */
+extern const struct sb_output_plugin sb_output_webhook;  /* signed JSON POSTs (webhook.c) */
 
 /* The plugin for a type, or NULL if this build has none. */
 const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type);
@@ -142,6 +144,30 @@ uint64_t sb_output_runner_durable_events(const struct sb_output_runner *r);
 /* Events waiting in the open batch. */
 uint32_t sb_output_runner_pending(const struct sb_output_runner *r);
 const struct sb_output_counters *sb_output_runner_counters(const struct sb_output_runner *r);
+
+/* Delivery status (Segment's Event Delivery view): where delivery stands and how it last went.
+ * The events handed to an output are delivered in order, so "event k" (1-based among those
+ * sb_output_runner_add took) is done once done >= k. */
+struct sb_output_status {
+    uint64_t done;                 /* events sent or dead-lettered */
+    uint32_t retrying;             /* events of the batch in delivery that failed at least once */
+    int last_error_status;         /* HTTP status (> 0) or -errno of the last failed attempt */
+    int64_t last_error_ms;         /* its wall time (Unix ms); 0: none yet */
+    int64_t last_success_ms;       /* wall time of the last delivered batch; 0: none yet */
+    uint64_t consecutive_failures; /* failed attempts since the last success */
+};
+void sb_output_runner_status(const struct sb_output_runner *r, struct sb_output_status *st);
+/* Was event k (as above) dead-lettered rather than delivered? Known for the last
+ * SB_OUTPUT_DEAD_RANGES dead-lettered batches; older ones read as delivered. */
+#define SB_OUTPUT_DEAD_RANGES 64
+bool sb_output_runner_dead_lettered(const struct sb_output_runner *r, uint64_t k);
+
+/* Status gauges per output, next to the counters (values: see struct sb_output_status). */
+#define SB_M_LAST_ERROR_STATUS "segbus_output_last_error_status"
+#define SB_M_LAST_ERROR_TIME "segbus_output_last_error_timestamp_seconds"
+#define SB_M_LAST_SUCCESS_TIME "segbus_output_last_success_timestamp_seconds"
+#define SB_M_CONSECUTIVE_FAILURES "segbus_output_consecutive_failures"
+#define SB_M_RETRYING "segbus_output_retrying_events"
 const char *sb_output_runner_name(const struct sb_output_runner *r);
 
 /* Spool record framing: a 4-byte tag (output index, little endian u16, then u16 0) before the

@@ -14,6 +14,7 @@
 #include "mp/mp_reader.h"
 #include "net/loop.h"
 #include "outputs/output.h"
+#include "outputs/route.h"
 #include "pipeline/batch.h"
 #include "pipeline/stage.h"
 #include "spool/replay.h"
@@ -76,6 +77,11 @@ struct sb_output_runner {
     int dl_fd;
     uint64_t rng;
     struct sb_output_counters c;
+    struct sb_output_status st; /* done and retrying are computed when asked */
+    struct {
+        uint64_t from, to; /* events (from, to] by delivery order */
+    } dead[SB_OUTPUT_DEAD_RANGES];
+    unsigned dead_next;
 };
 
 static const char *const type_plugins_note = "not available in this build yet";
@@ -95,6 +101,8 @@ const struct sb_output_plugin *sb_output_plugin_for(enum sb_output_type type)
         return &sb_output_postgres;
     case SB_OUTPUT_KAFKA:
         return &sb_output_kafka;
+    case SB_OUTPUT_WEBHOOK:
+        return &sb_output_webhook;
     default:
         return NULL;
     }
@@ -378,30 +386,7 @@ void sb_output_runner_set_replay(struct sb_output_runner *r, struct sb_replay *r
 bool sb_output_runner_accepts(const struct sb_output_runner *r, const struct sb_event_meta *meta,
                               const char *source_name)
 {
-    const struct sb_output_config *c = r->cfg;
-    const char *call = sb_call_name(meta->call);
-    bool allowed;
-
-    if (c->sources.n) {
-        bool found = false;
-        for (size_t i = 0; source_name && i < c->sources.n; i++)
-            found |= !strcmp(c->sources.items[i], source_name);
-        if (!found)
-            return false;
-    }
-    for (size_t i = 0; i < c->deny.n; i++) {
-        const char *n = c->deny.items[i];
-        if (!strcmp(n, call) || (meta->event && strlen(n) == meta->event_len &&
-                                 !memcmp(n, meta->event, meta->event_len)))
-            return false;
-    }
-    allowed = c->allow.n == 0;
-    for (size_t i = 0; i < c->allow.n && !allowed; i++) {
-        const char *n = c->allow.items[i];
-        allowed = !strcmp(n, call) || (meta->event && strlen(n) == meta->event_len &&
-                                       !memcmp(n, meta->event, meta->event_len));
-    }
-    return allowed;
+    return sb_route_check(r->cfg, meta, source_name) == SB_ROUTE_TAKE;
 }
 
 /* ---- dead letters ------------------------------------------------------------------------- */
@@ -549,6 +534,28 @@ static int split_batch(struct sb_output_runner *r)
     return rc;
 }
 
+static void note_failure(struct sb_output_runner *r, int status)
+{
+    r->st.last_error_status = status;
+    r->st.last_error_ms = sb_wall_ms();
+    r->st.consecutive_failures++;
+}
+
+void sb_output_runner_status(const struct sb_output_runner *r, struct sb_output_status *st)
+{
+    *st = r->st;
+    st->done = r->c.sent + r->c.dead_lettered;
+    st->retrying = r->have_batch && r->retry.retries ? r->batch_count : 0;
+}
+
+bool sb_output_runner_dead_lettered(const struct sb_output_runner *r, uint64_t k)
+{
+    for (unsigned i = 0; i < SB_OUTPUT_DEAD_RANGES && i < r->dead_next; i++)
+        if (k > r->dead[i].from && k <= r->dead[i].to)
+            return true;
+    return false;
+}
+
 void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
 {
     struct sb_output_runner *r = d->runner;
@@ -593,6 +600,8 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
                           r->cfg->max_retry_duration_ns, next_rand(r), &delay);
     switch (o) {
     case SB_HTTP_SUCCESS:
+        r->st.last_success_ms = sb_wall_ms();
+        r->st.consecutive_failures = 0;
         r->c.sent += r->batch_count;
         r->c.sent_batches++;
         if (res->has_pos)
@@ -603,6 +612,7 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
         r->have_batch = false;
         break;
     case SB_HTTP_RETRY:
+        note_failure(r, res->status);
         r->c.failed_attempts++;
         r->c.retried++;
         r->retry_at_ns = now + delay;
@@ -611,6 +621,11 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
                 (double)delay / 1e9);
         break;
     case SB_HTTP_DEAD_LETTER:
+        note_failure(r, res->status);
+        r->dead[r->dead_next % SB_OUTPUT_DEAD_RANGES].from = r->c.sent + r->c.dead_lettered;
+        r->dead[r->dead_next % SB_OUTPUT_DEAD_RANGES].to =
+            r->c.sent + r->c.dead_lettered + r->batch_count;
+        r->dead_next++;
         r->c.failed_attempts++;
         r->c.dead_lettered += r->batch_count;
         sb_error("output", "%s: batch of %u events refused (%s %d): written to %s", r->cfg->name,
@@ -640,6 +655,7 @@ static void attempt(struct sb_output_runner *r)
                                 .len = r->batch.len,
                                 .count = r->batch_count,
                                 .retry_count = r->retry.retries,
+                                .seq = r->batch_seq,
                                 .runner = r};
     r->in_flight = true;
     rc = r->plugin->deliver(r->state, &r->d);
@@ -730,6 +746,33 @@ static double backlog_bytes(void *arg)
     return (double)((struct sb_output_runner *)arg)->bl_bytes;
 }
 
+static double g_last_error_status(void *arg)
+{
+    return ((struct sb_output_runner *)arg)->st.last_error_status;
+}
+
+static double g_last_error_time(void *arg)
+{
+    return (double)((struct sb_output_runner *)arg)->st.last_error_ms / 1e3;
+}
+
+static double g_last_success_time(void *arg)
+{
+    return (double)((struct sb_output_runner *)arg)->st.last_success_ms / 1e3;
+}
+
+static double g_consecutive_failures(void *arg)
+{
+    return (double)((struct sb_output_runner *)arg)->st.consecutive_failures;
+}
+
+static double g_retrying(void *arg)
+{
+    struct sb_output_status st;
+    sb_output_runner_status(arg, &st);
+    return st.retrying;
+}
+
 static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
 {
     const char *const out[] = {"output", r->cfg->name, NULL};
@@ -764,6 +807,21 @@ static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
                         "Bytes of those batches: at most what was read from the rings and is not "
                         "durable yet.",
                         out, backlog_bytes, r);
+    sb_metrics_gauge_fn(m, SB_M_LAST_ERROR_STATUS,
+                        "HTTP status (or -errno) of the output's last failed attempt; 0: none.",
+                        out, g_last_error_status, r);
+    sb_metrics_gauge_fn(m, SB_M_LAST_ERROR_TIME,
+                        "Unix time of the output's last failed attempt; 0: none.", out,
+                        g_last_error_time, r);
+    sb_metrics_gauge_fn(m, SB_M_LAST_SUCCESS_TIME,
+                        "Unix time of the output's last delivered batch; 0: none.", out,
+                        g_last_success_time, r);
+    sb_metrics_gauge_fn(m, SB_M_CONSECUTIVE_FAILURES,
+                        "Failed attempts of the output since its last success.", out,
+                        g_consecutive_failures, r);
+    sb_metrics_gauge_fn(m, SB_M_RETRYING,
+                        "Events in the output's batch being retried (0: not retrying).", out,
+                        g_retrying, r);
 }
 
 int sb_output_runner_new(struct sb_output_runner **out, const struct sb_output_config *cfg,

@@ -1373,6 +1373,112 @@ null:
 
 /* ---- the API shared by every loader ---- */
 
+void *sb_wh_handle_new(size_t size, const struct sb_wh_ops *ops,
+                       const struct sb_warehouse_options *opt)
+{
+    struct sb_warehouse *w = calloc(1, size);
+    if (!w)
+        return NULL;
+    w->ops = ops;
+    if (sb_wh_model_init(&w->model, opt)) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int sb_wh_open_args(struct sb_warehouse **out, const void *arg, const char *why, char *errmsg,
+                    size_t errmsg_len)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (arg)
+        return 0;
+    if (errmsg && errmsg_len)
+        snprintf(errmsg, errmsg_len, "%s", why);
+    return -EINVAL;
+}
+
+int sb_wh_open_failed(struct sb_warehouse *w, int rc, char *errmsg, size_t errmsg_len)
+{
+    if (errmsg && errmsg_len)
+        snprintf(errmsg, errmsg_len, "%s", w->errmsg);
+    sb_warehouse_close(w);
+    return rc;
+}
+
+int sb_wh_put_ident(struct sb_buf *b, const char *name)
+{
+    /* Names are [a-z0-9_] by construction (sb_wh_ident), but schema names come from the
+     * config: doubling '"' means no name can ever end the identifier early. */
+    if (sb_buf_append(b, "\"", 1))
+        return -ENOMEM;
+    for (const char *p = name; *p; p++)
+        if (sb_buf_append(b, p, 1) || (*p == '"' && sb_buf_append(b, "\"", 1)))
+            return -ENOMEM;
+    return sb_buf_append(b, "\"", 1);
+}
+
+int sb_wh_put_column(struct sb_buf *b, const char *name, const char *type)
+{
+    int rc = sb_wh_put_ident(b, name);
+    rc = rc ? rc : sb_buf_append(b, " ", 1);
+    return rc ? rc : sb_buf_append_str(b, type);
+}
+
+int sb_wh_put_users_update(struct sb_buf *b, const char *target)
+{
+    char sql[4 * 80 + 200];
+    snprintf(sql, sizeof(sql),
+             " ON CONFLICT (\"id\") DO UPDATE SET \"received_at\"=CASE WHEN %s.\"received_at\" "
+             "IS NULL OR excluded.\"received_at\">%s.\"received_at\" THEN excluded.\"received_at\" "
+             "ELSE %s.\"received_at\" END",
+             target, target, target);
+    return sb_buf_append_str(b, sql);
+}
+
+int sb_wh_put_users_column(struct sb_buf *b, const char *target, const char *name)
+{
+    if (!strcmp(name, "id") || !strcmp(name, "received_at"))
+        return 0;
+    /* name is [a-z0-9_] (sb_wh_ident) and target one of the loaders' constants */
+    char sql[8 * (SB_WH_NAME_MAX + 3) + 4 * 80 + 200];
+    snprintf(sql, sizeof(sql),
+             ",\"%s\"=CASE WHEN excluded.\"received_at\">=%s.\"received_at\" THEN "
+             "coalesce(excluded.\"%s\",%s.\"%s\") ELSE coalesce(%s.\"%s\",excluded.\"%s\") END",
+             name, target, name, target, name, target, name, name);
+    return sb_buf_append_str(b, sql);
+}
+
+int sb_wh_put_new_table(struct sb_buf *b, const struct sb_wh_row *row, unsigned max,
+                        const char *(*type_name)(enum sb_wh_type),
+                        int (*add)(void *table, const char *name, enum sb_wh_type type),
+                        void *table)
+{
+    /* id is the primary key that makes every load idempotent */
+    int rc = sb_buf_append_str(b, " (\"id\" ");
+    rc = rc ? rc : sb_buf_append_str(b, type_name(SB_WH_TEXT));
+    rc = rc ? rc : sb_buf_append_str(b, " PRIMARY KEY");
+    rc = rc ? rc : add(table, "id", SB_WH_TEXT);
+    unsigned ncols = 1;
+    size_t total = row->nbase + row->nfields;
+    for (size_t j = 1; rc >= 0 && j < total && ncols < max; j++) {
+        const struct sb_wh_field *f = j < row->nbase ? NULL : &row->fields[j - row->nbase];
+        const char *name = f ? f->name : row->base[j].name;
+        enum sb_wh_type ty = f ? f->v.type : row->base[j].type;
+        rc = add(table, name, ty);
+        if (rc)
+            continue; /* 1: a name seen before */
+        ncols++;
+        rc = sb_buf_append(b, ", ", 2);
+        rc = rc ? rc : sb_wh_put_column(b, name, type_name(ty));
+    }
+    return rc < 0 ? rc : sb_buf_append(b, ")", 1);
+}
+
+/* One transaction per batch: each event modelled once, its rows handed to the loader; an event
+ * that cannot be modelled is counted and skipped, any other failure undoes the whole batch. */
 int sb_warehouse_load(struct sb_warehouse *w, const struct sb_warehouse_msg *events, size_t n,
                       struct sb_warehouse_stats *stats)
 {
@@ -1383,7 +1489,41 @@ int sb_warehouse_load(struct sb_warehouse *w, const struct sb_warehouse_msg *eve
     if (!w || (!events && n))
         return -EINVAL;
     w->errmsg[0] = 0;
-    return w->load(w, events, n, stats);
+    w->st = stats;
+    int rc = w->ops->begin(w);
+    if (rc)
+        return rc;
+    char now[32];
+    sb_wh_now(now);
+    for (size_t e = 0; e < n; e++) {
+        rc = sb_wh_model_event(&w->model, events[e].data, events[e].len, now);
+        if (rc == -ENOMEM)
+            break;
+        if (rc) {
+            stats->rejected++;
+            snprintf(w->errmsg, sizeof(w->errmsg), "event %zu rejected: %s", e, w->model.errmsg);
+            rc = 0;
+            continue;
+        }
+        stats->fields_dropped += w->model.dropped;
+        for (size_t r = 0; r < w->model.nrows && !rc; r++)
+            rc = w->ops->row(w, &w->model.rows[r]);
+        if (rc)
+            break;
+        stats->events++;
+    }
+    if (!rc)
+        rc = w->ops->commit(w);
+    if (rc) {
+        char keep[sizeof(w->errmsg)];
+        memcpy(keep, w->errmsg, sizeof(keep));
+        rc = w->ops->rollback(w, rc);
+        memcpy(w->errmsg, keep, sizeof(keep));
+        if (rc == -ENOMEM && !keep[0])
+            snprintf(w->errmsg, sizeof(w->errmsg), "out of memory");
+        memset(stats, 0, sizeof(*stats));
+    }
+    return rc;
 }
 
 const char *sb_warehouse_errmsg(const struct sb_warehouse *w)
@@ -1393,6 +1533,9 @@ const char *sb_warehouse_errmsg(const struct sb_warehouse *w)
 
 void sb_warehouse_close(struct sb_warehouse *w)
 {
-    if (w)
-        w->close(w);
+    if (!w)
+        return;
+    w->ops->close(w);
+    sb_wh_model_free(&w->model);
+    free(w);
 }

@@ -133,13 +133,60 @@ void sb_wh_map_each(const struct sb_wh_map *map, void (*fn)(void *value, void *a
 /* Call fn on every value, then empty the map. */
 void sb_wh_map_clear(struct sb_wh_map *map, void (*fn)(void *value));
 
-/* The head every loader's handle starts with; sb_warehouse_load/close dispatch through it. */
+/* ---- what every loader shares: the batch loop, the handle, SQL text ---- */
+
+struct sb_warehouse;
+struct sb_buf;
+
+/* A loader's part of a batch; sb_warehouse_load() runs the loop around it (models each event,
+ * counts rejected events, restores the error message of a failure, zeroes the stats). */
+struct sb_wh_ops {
+    int (*begin)(struct sb_warehouse *w);                          /* start the transaction */
+    int (*row)(struct sb_warehouse *w, const struct sb_wh_row *r); /* one row of an event */
+    int (*commit)(struct sb_warehouse *w);                         /* load what is left, commit */
+    /* undo the failed batch (rc its error) and forget what may be wrong about the schema;
+     * returns the error to report */
+    int (*rollback)(struct sb_warehouse *w, int rc);
+    void (*close)(struct sb_warehouse *w); /* free the loader's own part */
+};
+
+/* The head every loader's handle starts with. */
 struct sb_warehouse {
-    int (*load)(struct sb_warehouse *w, const struct sb_warehouse_msg *events, size_t n,
-                struct sb_warehouse_stats *stats);
-    void (*close)(struct sb_warehouse *w);
+    const struct sb_wh_ops *ops;
+    struct sb_wh_model model;
+    struct sb_warehouse_stats *st; /* the stats of the load running */
     char errmsg[512];
 };
+
+/* A loader's handle of size bytes (its struct starts with struct sb_warehouse), zeroed, with
+ * the model set up from opt. NULL when out of memory. Freed by sb_warehouse_close(). */
+void *sb_wh_handle_new(size_t size, const struct sb_wh_ops *ops,
+                       const struct sb_warehouse_options *opt);
+/* The start of an open: *out = NULL; -EINVAL (with why in errmsg) if out or arg is NULL. */
+int sb_wh_open_args(struct sb_warehouse **out, const void *arg, const char *why, char *errmsg,
+                    size_t errmsg_len);
+/* The end of a failed open: the handle's message to errmsg, the handle closed; returns rc. */
+int sb_wh_open_failed(struct sb_warehouse *w, int rc, char *errmsg, size_t errmsg_len);
+
+/* Append name as a quoted SQL identifier ("a""b" for a"b). 0 or -ENOMEM. */
+int sb_wh_put_ident(struct sb_buf *b, const char *name);
+/* Append `"name" type` (a column definition). 0 or -ENOMEM. */
+int sb_wh_put_column(struct sb_buf *b, const char *name, const char *type);
+/* Append the users upsert: ON CONFLICT ("id") DO UPDATE SET "received_at" = the newer one, with
+ * target the name the statement gives the users table ("t" or "users", quoted). */
+int sb_wh_put_users_update(struct sb_buf *b, const char *target);
+/* Append the assignment of one users column (nothing for id and received_at): the newest
+ * identify (by received_at) wins each trait it carries, an older one only fills traits still
+ * empty, so replaying old batches never regresses a user. 0 or -ENOMEM. */
+int sb_wh_put_users_column(struct sb_buf *b, const char *target, const char *name);
+/* Append the column list of a new table for row: ("id" <text> PRIMARY KEY, "col" <type>, ...)
+ * with the table's standard columns, then the row's fields, each name once, at most max
+ * columns. add(table, name, type) records each column in the loader's catalogue: 0 added, 1
+ * already there (skipped), or -ENOMEM. 0 or -ENOMEM. */
+int sb_wh_put_new_table(struct sb_buf *b, const struct sb_wh_row *row, unsigned max,
+                        const char *(*type_name)(enum sb_wh_type),
+                        int (*add)(void *table, const char *name, enum sb_wh_type type),
+                        void *table);
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,9 @@ struct pg_table {
     struct pg_col *colv;
     size_t ncols, capcols;
     bool upsert;
+    /* a column has a type other than the one this loader would give it (made by someone
+     * else): binary COPY needs the exact type, so rows go through the staging table's casts */
+    bool foreign_types;
     /* the session's staging table: "_sb_stage_<stage>", with stage_ncols columns */
     unsigned stage;
     size_t stage_ncols;
@@ -45,35 +48,23 @@ struct pg_wh {
     char *conninfo;
     char *qschema; /* the schema as a quoted identifier */
     int connect_timeout_s;
-    struct sb_wh_model model;
     struct sb_wh_map tables; /* name -> struct pg_table* */
     struct pg_table **touched;
     size_t ntouched, captouched;
     unsigned next_stage;
     unsigned long loads;
-    struct sb_buf sql, line;
+    struct sb_buf sql, line, dest;
     const char **vals; /* per column of the table being flushed */
     uint32_t *lens;
     size_t capvals;
-    struct sb_warehouse_stats *st;
 };
-
-static int put_ident(struct sb_buf *b, const char *name)
-{
-    if (sb_buf_append(b, "\"", 1))
-        return -ENOMEM;
-    for (const char *p = name; *p; p++)
-        if (sb_buf_append(b, p, 1) || (*p == '"' && sb_buf_append(b, "\"", 1)))
-            return -ENOMEM;
-    return sb_buf_append(b, "\"", 1);
-}
 
 /* "schema"."table" */
 static int put_qualified(struct pg_wh *w, struct sb_buf *b, const char *table)
 {
     int rc = sb_buf_append_str(b, w->qschema);
     rc = rc ? rc : sb_buf_append(b, ".", 1);
-    return rc ? rc : put_ident(b, table);
+    return rc ? rc : sb_wh_put_ident(b, table);
 }
 
 static const char *pg_type_name(enum sb_wh_type t)
@@ -90,6 +81,12 @@ static const char *pg_type_name(enum sb_wh_type t)
     default:
         return "text";
     }
+}
+
+/* The type as format_type() spells it, for the types this loader makes. */
+static const char *pg_format_name(enum sb_wh_type t)
+{
+    return t == SB_WH_TS ? "timestamp with time zone" : pg_type_name(t);
 }
 
 static enum sb_wh_type pg_type_of(const char *t)
@@ -225,6 +222,13 @@ static int add_col(struct pg_table *t, const char *name, enum sb_wh_type type)
     return sb_wh_map_put(&t->cols, name, strlen(name), (void *)(uintptr_t)t->ncols);
 }
 
+/* Record a column of a table being created (sb_wh_put_new_table): 1 if it is there already. */
+static int pg_add_new_col(void *table, const char *name, enum sb_wh_type type)
+{
+    struct pg_table *t = table;
+    return sb_wh_map_get(&t->cols, name, strlen(name)) ? 1 : add_col(t, name, type);
+}
+
 /* The table's catalogue, read from the server the first time it is used in a session. */
 static int table_get(struct pg_wh *w, const char *name, struct pg_table **out)
 {
@@ -256,8 +260,12 @@ static int table_get(struct pg_wh *w, const char *name, struct pg_table **out)
         table_free(t);
         return rc;
     }
-    for (int i = 0; i < PQntuples(res) && !rc; i++)
-        rc = add_col(t, PQgetvalue(res, i, 0), pg_type_of(PQgetvalue(res, i, 1)));
+    for (int i = 0; i < PQntuples(res) && !rc; i++) {
+        const char *type = PQgetvalue(res, i, 1);
+        enum sb_wh_type ty = pg_type_of(type);
+        t->foreign_types |= strcmp(type, pg_format_name(ty)) != 0;
+        rc = add_col(t, PQgetvalue(res, i, 0), ty);
+    }
     PQclear(res);
     if (rc || (rc = sb_wh_map_put(&w->tables, name, strlen(name), t))) {
         table_free(t);
@@ -278,30 +286,19 @@ static int ensure_columns(struct pg_wh *w, const struct sb_wh_row *row, struct p
         sb_buf_clear(&w->sql);
         rc = sb_buf_append_str(&w->sql, "CREATE TABLE IF NOT EXISTS ");
         rc = rc ? rc : put_qualified(w, &w->sql, row->table);
-        rc = rc ? rc : sb_buf_append_str(&w->sql, " (\"id\" text PRIMARY KEY");
-        rc = rc ? rc : add_col(t, "id", SB_WH_TEXT);
-        size_t total = row->nbase + row->nfields;
-        for (size_t j = 1; !rc && j < total; j++) {
-            const char *name = j < row->nbase ? row->base[j].name : f[j - row->nbase].name;
-            enum sb_wh_type ty = j < row->nbase ? row->base[j].type : f[j - row->nbase].v.type;
-            if (sb_wh_map_get(&t->cols, name, strlen(name)) || t->ncols >= w->model.opt.max_columns)
-                continue;
-            rc = sb_buf_append_str(&w->sql, ", ");
-            rc = rc ? rc : put_ident(&w->sql, name);
-            rc = rc ? rc : sb_buf_append_str(&w->sql, " ");
-            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(ty));
-            rc = rc ? rc : add_col(t, name, ty);
-        }
-        rc = rc ? rc : sb_buf_append(&w->sql, ")", 2);
+        rc = rc ? rc
+                : sb_wh_put_new_table(&w->sql, row, w->base.model.opt.max_columns, pg_type_name,
+                                      pg_add_new_col, t);
+        rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
         if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "creating a table", NULL)))
             return rc;
-        w->st->tables_created++;
-        w->st->columns_added += t->ncols;
+        w->base.st->tables_created++;
+        w->base.st->columns_added += t->ncols;
     }
     for (size_t i = 0; i < row->nfields; i++) {
         uintptr_t have = (uintptr_t)sb_wh_map_get(&t->cols, f[i].name, f[i].name_len);
         if (!have) {
-            if (t->ncols >= w->model.opt.max_columns) {
+            if (t->ncols >= w->base.model.opt.max_columns) {
                 idx[i] = -1;
                 continue;
             }
@@ -309,15 +306,13 @@ static int ensure_columns(struct pg_wh *w, const struct sb_wh_row *row, struct p
             rc = sb_buf_append_str(&w->sql, "ALTER TABLE ");
             rc = rc ? rc : put_qualified(w, &w->sql, row->table);
             rc = rc ? rc : sb_buf_append_str(&w->sql, " ADD COLUMN IF NOT EXISTS ");
-            rc = rc ? rc : put_ident(&w->sql, f[i].name);
-            rc = rc ? rc : sb_buf_append_str(&w->sql, " ");
-            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(f[i].v.type));
+            rc = rc ? rc : sb_wh_put_column(&w->sql, f[i].name, pg_type_name(f[i].v.type));
             rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
             if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "adding a column", NULL)))
                 return rc;
             if ((rc = add_col(t, f[i].name, f[i].v.type)))
                 return rc;
-            w->st->columns_added++;
+            w->base.st->columns_added++;
             have = t->ncols;
         }
         idx[i] = (int)have - 1;
@@ -325,8 +320,9 @@ static int ensure_columns(struct pg_wh *w, const struct sb_wh_row *row, struct p
     return 0;
 }
 
-static int stage_row(struct pg_wh *w, const struct sb_wh_row *row)
+static int stage_row(struct sb_warehouse *base, const struct sb_wh_row *row)
 {
+    struct pg_wh *w = (struct pg_wh *)base;
     struct pg_table *t = NULL;
     int rc = table_get(w, row->table, &t);
     if (rc || !t)
@@ -354,13 +350,13 @@ static int stage_row(struct pg_wh *w, const struct sb_wh_row *row)
         return -ENOMEM;
     for (size_t i = 0; i < row->nfields; i++) {
         if (idx[i] < 0) {
-            w->st->fields_dropped++;
+            w->base.st->fields_dropped++;
             continue;
         }
         struct sb_wh_value v = row->fields[i].v;
         char cbuf[40];
         if (!sb_wh_coerce(&v, t->colv[idx[i]].type, cbuf)) {
-            w->st->fields_dropped++;
+            w->base.st->fields_dropped++;
             continue; /* NULL: simply absent from the staged row */
         }
         /* binary COPY: no text for the server to parse (timestamps above all) */
@@ -459,7 +455,10 @@ static int send_copy(struct pg_wh *w)
     return 0;
 }
 
-static int stage_copy(struct pg_wh *w, struct pg_table *t)
+/* COPY the batch's rows of t into dest (an SQL table name, already quoted). Straight into the
+ * target table this fails with -EEXIST on the first id already there (unique_violation); into
+ * the staging table any rows go, and users rows carry their upsert round. */
+static int copy_rows(struct pg_wh *w, struct pg_table *t, const char *dest, bool staging)
 {
     int rc;
     if (t->ncols > w->capvals) {
@@ -474,17 +473,16 @@ static int stage_copy(struct pg_wh *w, struct pg_table *t)
         w->lens = b;
         w->capvals = ncap;
     }
+    bool rounds = staging && t->upsert;
     sb_buf_clear(&w->sql);
     rc = sb_buf_append_str(&w->sql, "COPY ");
-    char stage[32];
-    snprintf(stage, sizeof(stage), "_sb_stage_%u", t->stage);
-    rc = rc ? rc : put_ident(&w->sql, stage);
+    rc = rc ? rc : sb_buf_append_str(&w->sql, dest);
     rc = rc ? rc : sb_buf_append_str(&w->sql, " (");
     for (size_t c = 0; !rc && c < t->ncols; c++) {
         rc = c ? sb_buf_append(&w->sql, ",", 1) : 0;
-        rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
+        rc = rc ? rc : sb_wh_put_ident(&w->sql, t->colv[c].name);
     }
-    if (t->upsert)
+    if (rounds)
         rc = rc ? rc : sb_buf_append_str(&w->sql, ",\"_sb_round\"");
     rc = rc ? rc : sb_buf_append(&w->sql, ") FROM STDIN (FORMAT binary)", 29);
     if (rc)
@@ -501,7 +499,7 @@ static int stage_copy(struct pg_wh *w, struct pg_table *t)
     if (sb_buf_append(&w->line, "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19))
         rc = -ENOMEM;
     size_t pos = 0;
-    if (!t->upsert) {
+    if (!rounds) {
         for (size_t r = 0; r < t->nrows && !rc; r++) {
             decode_row(w, t, &pos);
             rc = copy_line(w, t, w->vals, w->lens, -1);
@@ -539,8 +537,12 @@ static int stage_copy(struct pg_wh *w, struct pg_table *t)
     if (PQputCopyEnd(w->conn, rc ? "segbus: staging failed" : NULL) != 1 && !rc)
         rc = pg_fail(w, NULL, "ending COPY");
     res = PQgetResult(w->conn);
-    if (!rc && PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = pg_fail(w, res, "COPY into the staging table");
+    if (!rc && PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        rc = pg_fail(w, res, staging ? "COPY into the staging table" : "COPY into a table");
+        if (!staging && state && !strcmp(state, "23505"))
+            rc = -EEXIST;
+    }
     PQclear(res);
     while ((res = PQgetResult(w->conn)))
         PQclear(res);
@@ -561,15 +563,14 @@ static int stage_ensure(struct pg_wh *w, struct pg_table *t)
          * a new file each, which cost ~3 ms per table here; rows are deleted after use and
          * the tables vacuumed now and then instead (see pg_load). */
         rc = sb_buf_append_str(&w->sql, "CREATE TEMP TABLE ");
-        rc = rc ? rc : put_ident(&w->sql, stage);
+        rc = rc ? rc : sb_wh_put_ident(&w->sql, stage);
         rc = rc ? rc : sb_buf_append_str(&w->sql, " (");
         for (size_t c = 0; !rc && c < t->ncols; c++) {
             rc = c ? sb_buf_append(&w->sql, ",", 1) : 0;
-            rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
-            rc = rc ? rc : sb_buf_append(&w->sql, " ", 1);
-            rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(t->colv[c].type));
+            rc =
+                rc ? rc : sb_wh_put_column(&w->sql, t->colv[c].name, pg_type_name(t->colv[c].type));
         }
-        if (t->upsert) /* the upsert round of each staged users row (see stage_copy) */
+        if (t->upsert) /* the upsert round of each staged users row (see copy_rows) */
             rc = rc ? rc : sb_buf_append_str(&w->sql, ",\"_sb_round\" bigint");
         rc = rc ? rc : sb_buf_append_str(&w->sql, ")");
         rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
@@ -582,11 +583,9 @@ static int stage_ensure(struct pg_wh *w, struct pg_table *t)
     for (size_t c = t->stage_ncols; c < t->ncols; c++) {
         sb_buf_clear(&w->sql);
         rc = sb_buf_append_str(&w->sql, "ALTER TABLE ");
-        rc = rc ? rc : put_ident(&w->sql, stage);
+        rc = rc ? rc : sb_wh_put_ident(&w->sql, stage);
         rc = rc ? rc : sb_buf_append_str(&w->sql, " ADD COLUMN ");
-        rc = rc ? rc : put_ident(&w->sql, t->colv[c].name);
-        rc = rc ? rc : sb_buf_append(&w->sql, " ", 1);
-        rc = rc ? rc : sb_buf_append_str(&w->sql, pg_type_name(t->colv[c].type));
+        rc = rc ? rc : sb_wh_put_column(&w->sql, t->colv[c].name, pg_type_name(t->colv[c].type));
         rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
         if (rc || (rc = pg_exec(w, (const char *)w->sql.data, "widening a staging table", NULL)))
             return rc;
@@ -599,19 +598,19 @@ static int stage_ensure(struct pg_wh *w, struct pg_table *t)
 static int stage_clear(struct pg_wh *w, const char *stage)
 {
     char sql[64];
-    snprintf(sql, sizeof(sql), "DELETE FROM \"%s\"", stage);
+    snprintf(sql, sizeof(sql), "DELETE FROM %s", stage);
     return pg_exec(w, sql, "emptying a staging table", NULL);
 }
 
 static int flush_table(struct pg_wh *w, struct pg_table *t)
 {
     int rc = stage_ensure(w, t);
-    if (!rc)
-        rc = stage_copy(w, t);
     if (rc)
         return rc;
     char stage[32];
-    snprintf(stage, sizeof(stage), "_sb_stage_%u", t->stage);
+    snprintf(stage, sizeof(stage), "\"_sb_stage_%u\"", t->stage);
+    if ((rc = copy_rows(w, t, stage, true)))
+        return rc;
     struct sb_buf *q = &w->sql;
     sb_buf_clear(q);
     rc = sb_buf_append_str(q, "INSERT INTO ");
@@ -619,38 +618,23 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
     rc = rc ? rc : sb_buf_append_str(q, " AS t (");
     for (size_t c = 0; !rc && c < t->ncols; c++) {
         rc = c ? sb_buf_append(q, ",", 1) : 0;
-        rc = rc ? rc : put_ident(q, t->colv[c].name);
+        rc = rc ? rc : sb_wh_put_ident(q, t->colv[c].name);
     }
     rc = rc ? rc : sb_buf_append_str(q, ") SELECT ");
     for (size_t c = 0; !rc && c < t->ncols; c++) {
         rc = c ? sb_buf_append(q, ",", 1) : 0;
-        rc = rc ? rc : put_ident(q, t->colv[c].name);
+        rc = rc ? rc : sb_wh_put_ident(q, t->colv[c].name);
     }
     rc = rc ? rc : sb_buf_append_str(q, " FROM ");
-    rc = rc ? rc : put_ident(q, stage);
+    rc = rc ? rc : sb_buf_append_str(q, stage);
     if (t->upsert)
         rc = rc ? rc : sb_buf_append_str(q, " WHERE \"_sb_round\" = $1");
     if (!t->upsert) {
         rc = rc ? rc : sb_buf_append_str(q, " ON CONFLICT (\"id\") DO NOTHING");
     } else {
-        /* as for SQLite: the newest identify wins each trait it has, older ones fill gaps */
-        rc = rc ? rc
-                : sb_buf_append_str(q, " ON CONFLICT (\"id\") DO UPDATE SET \"received_at\"="
-                                       "CASE WHEN t.\"received_at\" IS NULL OR "
-                                       "excluded.\"received_at\">t.\"received_at\" THEN "
-                                       "excluded.\"received_at\" ELSE t.\"received_at\" END");
-        for (size_t c = 0; !rc && c < t->ncols; c++) {
-            const char *n = t->colv[c].name;
-            if (!strcmp(n, "id") || !strcmp(n, "received_at"))
-                continue;
-            char piece[8 * (SB_WH_NAME_MAX + 3) + 200];
-            snprintf(piece, sizeof(piece),
-                     ",\"%s\"=CASE WHEN excluded.\"received_at\">=t.\"received_at\" THEN "
-                     "coalesce(excluded.\"%s\",t.\"%s\") ELSE coalesce(t.\"%s\",excluded.\"%s\") "
-                     "END",
-                     n, n, n, n, n);
-            rc = sb_buf_append_str(q, piece);
-        }
+        rc = rc ? rc : sb_wh_put_users_update(q, "t");
+        for (size_t c = 0; !rc && c < t->ncols; c++)
+            rc = sb_wh_put_users_column(q, "t", t->colv[c].name);
     }
     rc = rc ? rc : sb_buf_append(q, "", 1);
     if (rc)
@@ -660,8 +644,8 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
         rc = pg_exec(w, (const char *)q->data, "inserting from the staging table", &inserted);
         if (rc)
             return rc;
-        w->st->rows_inserted += (size_t)inserted;
-        w->st->rows_duplicate += t->nrows - (size_t)inserted;
+        w->base.st->rows_inserted += (size_t)inserted;
+        w->base.st->rows_duplicate += t->nrows - (size_t)inserted;
         return stage_clear(w, stage);
     }
     for (size_t r = 0; r < t->rounds; r++) {
@@ -675,10 +659,59 @@ static int flush_table(struct pg_wh *w, struct pg_table *t)
             PQclear(res);
             return rc;
         }
-        w->st->rows_inserted += strtoul(PQcmdTuples(res), NULL, 10);
+        w->base.st->rows_inserted += strtoul(PQcmdTuples(res), NULL, 10);
         PQclear(res);
     }
     return stage_clear(w, stage);
+}
+
+/* Can t's rows be COPied straight into it? Not users (an upsert), not a table whose column
+ * types are not ours. */
+static bool direct_ok(const struct pg_table *t)
+{
+    return !t->upsert && !t->foreign_types;
+}
+
+/* Load every touched table. The fast way, COPY straight into each table, holds while no id of
+ * the batch is loaded already, which is the rule: a batch commits whole, so ids repeat only
+ * when a batch is sent again, and then nearly all of them do. It runs under a savepoint; the
+ * first id already there (unique_violation) rolls it back, and every table then goes the
+ * general way: COPY into its staging table, INSERT ... ON CONFLICT. The savepoint is taken
+ * after this batch's DDL, so rolling back to it never undoes a column we believe exists. */
+static int flush_all(struct pg_wh *w)
+{
+    int rc = 0;
+    size_t direct = 0, inserted = 0;
+    for (size_t i = 0; i < w->ntouched; i++)
+        direct += direct_ok(w->touched[i]);
+    bool fast = direct > 0;
+    if (fast) {
+        char keep[sizeof(w->base.errmsg)];
+        memcpy(keep, w->base.errmsg, sizeof(keep));
+        rc = pg_exec(w, "SAVEPOINT sb_direct", "taking a savepoint", NULL);
+        for (size_t i = 0; i < w->ntouched && !rc; i++) {
+            struct pg_table *t = w->touched[i];
+            if (!direct_ok(t))
+                continue;
+            sb_buf_clear(&w->dest);
+            rc = put_qualified(w, &w->dest, t->name);
+            rc = rc ? rc : sb_buf_append(&w->dest, "", 1);
+            rc = rc ? rc : copy_rows(w, t, (const char *)w->dest.data, false);
+            inserted += t->nrows;
+        }
+        if (rc == -EEXIST) {
+            fast = false;
+            rc = pg_exec(w, "ROLLBACK TO SAVEPOINT sb_direct", "rolling back to a savepoint", NULL);
+            if (!rc)
+                memcpy(w->base.errmsg, keep, sizeof(keep));
+        } else if (!rc) {
+            w->base.st->rows_inserted += inserted;
+        }
+    }
+    for (size_t i = 0; i < w->ntouched && !rc; i++)
+        if (!fast || !direct_ok(w->touched[i]))
+            rc = flush_table(w, w->touched[i]);
+    return rc;
 }
 
 static void batch_reset(struct pg_wh *w)
@@ -703,11 +736,9 @@ static void add_stage_name(void *value, void *arg)
         sb_buf_clear(&w->sql); /* out of memory: vacuum another time */
 }
 
-static int pg_load(struct sb_warehouse *base, const struct sb_warehouse_msg *ev, size_t n,
-                   struct sb_warehouse_stats *st)
+static int pg_begin(struct sb_warehouse *base)
 {
     struct pg_wh *w = (struct pg_wh *)base;
-    w->st = st;
     int rc = 0;
     /* reconnect if the last session broke; a server that restarted since shows up on the
      * first statement, so BEGIN gets one retry on a fresh connection */
@@ -720,69 +751,57 @@ static int pg_load(struct sb_warehouse *base, const struct sb_warehouse_msg *ev,
         PQfinish(w->conn);
         w->conn = NULL;
     }
-    if (rc)
-        return rc;
-    char now[32];
-    sb_wh_now(now);
-    for (size_t e = 0; e < n && !rc; e++) {
-        rc = sb_wh_model_event(&w->model, ev[e].data, ev[e].len, now);
-        if (rc == -ENOMEM)
-            break;
-        if (rc) {
-            st->rejected++;
-            snprintf(w->base.errmsg, sizeof(w->base.errmsg), "event %zu rejected: %s", e,
-                     w->model.errmsg);
-            rc = 0;
-            continue;
-        }
-        st->fields_dropped += w->model.dropped;
-        for (size_t r = 0; r < w->model.nrows && !rc; r++)
-            rc = stage_row(w, &w->model.rows[r]);
-        if (!rc)
-            st->events++;
+    return rc;
+}
+
+/* Reclaim the staging tables' deleted rows so that they do not grow without end; a failure
+ * here costs nothing but space, the batch is committed. */
+static void vacuum_stages(struct pg_wh *w)
+{
+    sb_buf_clear(&w->sql);
+    sb_wh_map_each(&w->tables, add_stage_name, w);
+    if (!w->sql.len || sb_buf_append(&w->sql, "", 1))
+        return;
+    /* only staging tables of committed work are listed: all of them exist */
+    struct sb_buf list = w->sql;
+    w->sql = (struct sb_buf)SB_BUF_INIT;
+    char *sql = malloc(list.len + 8);
+    if (sql) {
+        memcpy(sql, "VACUUM ", 7);
+        memcpy(sql + 7, list.data, list.len);
+        PQclear(PQexec(w->conn, sql));
+        free(sql);
     }
-    for (size_t i = 0; i < w->ntouched && !rc; i++)
-        rc = flush_table(w, w->touched[i]);
+    sb_buf_free(&w->sql);
+    w->sql = list;
+}
+
+static int pg_commit(struct sb_warehouse *base)
+{
+    struct pg_wh *w = (struct pg_wh *)base;
+    int rc = flush_all(w);
     if (!rc)
         rc = pg_exec(w, "COMMIT", "committing the batch", NULL);
+    if (rc)
+        return rc;
     batch_reset(w);
-    if (!rc && ++w->loads % PG_VACUUM_EVERY == 0) {
-        /* reclaim the staging tables' deleted rows so they do not grow without end; a failure
-         * here costs nothing but space, the batch is committed */
-        sb_buf_clear(&w->sql);
-        sb_wh_map_each(&w->tables, add_stage_name, w);
-        if (w->sql.len && !sb_buf_append(&w->sql, "", 1)) {
-            /* only staging tables of committed work are listed: all of them exist */
-            struct sb_buf list = w->sql;
-            w->sql = (struct sb_buf)SB_BUF_INIT;
-            char *sql = malloc(list.len + 8);
-            if (sql) {
-                memcpy(sql, "VACUUM ", 7);
-                memcpy(sql + 7, list.data, list.len);
-                PQclear(PQexec(w->conn, sql));
-                free(sql);
-            }
-            sb_buf_free(&w->sql);
-            w->sql = list;
-        }
-    }
-    if (rc) {
-        char keep[sizeof(w->base.errmsg)];
-        memcpy(keep, w->base.errmsg, sizeof(keep));
-        if (!conn_lost(w))
-            PQclear(PQexec(w->conn, "ROLLBACK"));
-        /* DDL and staging tables made in the failed transaction are gone with it */
-        forget_schema(w);
-        if (conn_lost(w)) {
-            PQfinish(w->conn);
-            w->conn = NULL;
-            rc = -ENOTCONN;
-        }
-        memcpy(w->base.errmsg, keep, sizeof(keep));
-        if (rc == -ENOMEM && !keep[0])
-            snprintf(w->base.errmsg, sizeof(w->base.errmsg), "out of memory");
-        struct sb_warehouse_stats zero = {0};
-        *st = zero;
+    if (++w->loads % PG_VACUUM_EVERY == 0)
+        vacuum_stages(w);
+    return 0;
+}
+
+static int pg_rollback(struct sb_warehouse *base, int rc)
+{
+    struct pg_wh *w = (struct pg_wh *)base;
+    batch_reset(w);
+    if (!conn_lost(w))
+        PQclear(PQexec(w->conn, "ROLLBACK"));
+    /* DDL and staging tables made in the failed transaction are gone with it */
+    forget_schema(w);
+    if (conn_lost(w)) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+        rc = -ENOTCONN;
     }
     return rc;
 }
@@ -793,56 +812,41 @@ static void pg_close(struct sb_warehouse *base)
     forget_schema(w);
     if (w->conn)
         PQfinish(w->conn);
-    sb_wh_model_free(&w->model);
     sb_buf_free(&w->sql);
     sb_buf_free(&w->line);
+    sb_buf_free(&w->dest);
     free(w->touched);
     free(w->vals);
     free(w->lens);
     free(w->conninfo);
     free(w->qschema);
-    free(w);
 }
+
+static const struct sb_wh_ops pg_ops = {pg_begin, stage_row, pg_commit, pg_rollback, pg_close};
 
 int sb_warehouse_pg_open(struct sb_warehouse **out, const char *conninfo,
                          const struct sb_warehouse_options *opt, char *errmsg, size_t errmsg_len)
 {
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
-    if (!conninfo) {
-        if (errmsg && errmsg_len)
-            snprintf(errmsg, errmsg_len, "postgresql: no connection string");
-        return -EINVAL;
-    }
-    struct pg_wh *w = calloc(1, sizeof(*w));
+    int rc = sb_wh_open_args(out, conninfo, "postgresql: no connection string", errmsg, errmsg_len);
+    if (rc)
+        return rc;
+    struct pg_wh *w = sb_wh_handle_new(sizeof(*w), &pg_ops, opt);
     if (!w)
         return -ENOMEM;
-    w->base.load = pg_load;
-    w->base.close = pg_close;
-    int rc = sb_wh_model_init(&w->model, opt);
-    if (rc) {
-        free(w);
-        return rc;
-    }
-    if (w->model.opt.max_columns > 1500)
-        w->model.opt.max_columns = 1500; /* PostgreSQL's limit is 1600 per table */
+    if (w->base.model.opt.max_columns > 1500)
+        w->base.model.opt.max_columns = 1500; /* PostgreSQL's limit is 1600 per table */
     w->connect_timeout_s = opt && opt->connect_timeout_s > 0 ? opt->connect_timeout_s : 10;
     const char *schema = opt && opt->schema && *opt->schema ? opt->schema : "public";
     struct sb_buf q = SB_BUF_INIT;
     w->conninfo = strdup(conninfo);
-    if (!w->conninfo || put_ident(&q, schema) || sb_buf_append(&q, "", 1)) {
+    if (!w->conninfo || sb_wh_put_ident(&q, schema) || sb_buf_append(&q, "", 1)) {
         sb_buf_free(&q);
-        pg_close(&w->base);
+        sb_warehouse_close(&w->base);
         return -ENOMEM;
     }
     w->qschema = (char *)q.data;
-    if ((rc = pg_connect(w))) {
-        if (errmsg && errmsg_len)
-            snprintf(errmsg, errmsg_len, "%s", w->base.errmsg);
-        pg_close(&w->base);
-        return rc;
-    }
+    if ((rc = pg_connect(w)))
+        return sb_wh_open_failed(&w->base, rc, errmsg, errmsg_len);
     *out = &w->base;
     return 0;
 }

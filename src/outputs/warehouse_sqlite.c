@@ -20,14 +20,12 @@ struct sq_table {
 struct sq_wh {
     struct sb_warehouse base;
     sqlite3 *db;
-    struct sb_wh_model model;
     struct sb_wh_map tables; /* name -> struct sq_table* (loaded lazily) */
     struct sb_wh_map stmts;  /* table + column list -> sqlite3_stmt* */
     struct sb_buf sql, sig;
     char (*cbuf)[40]; /* per-field scratch for coerced text */
     uint8_t *keep;    /* per-field: its column's enum sb_wh_type, or DROPPED (column cap) */
     size_t fcap;
-    struct sb_warehouse_stats *st;
 };
 
 /* Statements cached at most; past it they are all finalized (column sets that churn). */
@@ -86,18 +84,6 @@ static void stmt_free(void *p)
     struct sq_stmt *e = p;
     sqlite3_finalize(e->st);
     free(e);
-}
-
-/* Append "name" as a quoted identifier. Names are [a-z0-9_] by construction (sb_wh_ident);
- * quoting still doubles any '"' so that no name can ever end the identifier early. */
-static int put_ident(struct sb_buf *b, const char *name)
-{
-    if (sb_buf_append(b, "\"", 1))
-        return -ENOMEM;
-    for (const char *p = name; *p; p++)
-        if (sb_buf_append(b, p, 1) || (*p == '"' && sb_buf_append(b, "\"", 1)))
-            return -ENOMEM;
-    return sb_buf_append(b, "\"", 1);
 }
 
 static const char *sq_type_name(enum sb_wh_type t)
@@ -178,58 +164,52 @@ static int table_get(struct sq_wh *w, const char *name, struct sq_table **out)
     return 0;
 }
 
+/* Record a column of a table being created (sb_wh_put_new_table): 1 if it is there already. */
+static int sq_add_col(void *table, const char *name, enum sb_wh_type type)
+{
+    struct sq_table *t = table;
+    if (sb_wh_map_get(&t->cols, name, strlen(name)))
+        return 1;
+    if (sb_wh_map_put(&t->cols, name, strlen(name), (void *)(uintptr_t)type))
+        return -ENOMEM;
+    t->ncols++;
+    return 0;
+}
+
 /* Make sure every field of the row has its column (creating the table or adding columns) and
  * note each field's column type in w->keep (DROPPED past the column cap). */
 static int ensure_columns(struct sq_wh *w, const struct sb_wh_row *row, struct sq_table *t)
 {
     struct sb_wh_field *f = row->fields;
     if (t->ncols == 0) {
-        /* New table: id is the primary key that makes loads idempotent. */
         sb_buf_clear(&w->sql);
         int rc = sb_buf_append_str(&w->sql, "CREATE TABLE IF NOT EXISTS ");
-        rc = rc ? rc : put_ident(&w->sql, row->table);
-        rc = rc ? rc : sb_buf_append_str(&w->sql, " (\"id\" TEXT PRIMARY KEY");
-        rc = rc ? rc : sb_wh_map_put(&t->cols, "id", 2, (void *)(uintptr_t)SB_WH_TEXT);
-        t->ncols = 1;
-        /* the table's standard columns first, then this event's other fields */
-        size_t total = row->nbase + row->nfields;
-        for (size_t j = 1; !rc && j < total; j++) {
-            const char *name = j < row->nbase ? row->base[j].name : f[j - row->nbase].name;
-            enum sb_wh_type ty = j < row->nbase ? row->base[j].type : f[j - row->nbase].v.type;
-            if (sb_wh_map_get(&t->cols, name, strlen(name)) || t->ncols >= w->model.opt.max_columns)
-                continue;
-            rc = sb_buf_append_str(&w->sql, ", ");
-            rc = rc ? rc : put_ident(&w->sql, name);
-            rc = rc ? rc : sb_buf_append_str(&w->sql, " ");
-            rc = rc ? rc : sb_buf_append_str(&w->sql, sq_type_name(ty));
-            rc = rc ? rc : sb_wh_map_put(&t->cols, name, strlen(name), (void *)(uintptr_t)ty);
-            t->ncols++;
-        }
-        rc = rc ? rc : sb_buf_append(&w->sql, ")", 2); /* with the NUL */
+        rc = rc ? rc : sb_wh_put_ident(&w->sql, row->table);
+        rc = rc ? rc
+                : sb_wh_put_new_table(&w->sql, row, w->base.model.opt.max_columns, sq_type_name,
+                                      sq_add_col, t);
+        rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
         if (rc)
             return rc;
         if ((rc = sq_exec(w, (const char *)w->sql.data, "creating a table")))
             return rc;
-        w->st->tables_created++;
-        w->st->columns_added += t->ncols;
+        w->base.st->tables_created++;
+        w->base.st->columns_added += t->ncols;
     }
     for (size_t i = 0; i < row->nfields; i++) {
         void *have = sb_wh_map_get(&t->cols, f[i].name, f[i].name_len);
         w->keep[i] = have ? (uint8_t)(uintptr_t)have : (uint8_t)f[i].v.type;
         if (!have) {
-            if (t->ncols >= w->model.opt.max_columns) {
+            if (t->ncols >= w->base.model.opt.max_columns) {
                 w->keep[i] = DROPPED;
                 continue;
             }
             sb_buf_clear(&w->sql);
             int rc = sb_buf_append_str(&w->sql, "ALTER TABLE ");
-            rc = rc ? rc : put_ident(&w->sql, row->table);
+            rc = rc ? rc : sb_wh_put_ident(&w->sql, row->table);
             rc = rc ? rc : sb_buf_append_str(&w->sql, " ADD COLUMN ");
-            rc = rc ? rc : put_ident(&w->sql, f[i].name);
-            rc = rc ? rc : sb_buf_append_str(&w->sql, " ");
-            rc = rc ? rc
-                    : sb_buf_append(&w->sql, sq_type_name(f[i].v.type),
-                                    strlen(sq_type_name(f[i].v.type)) + 1);
+            rc = rc ? rc : sb_wh_put_column(&w->sql, f[i].name, sq_type_name(f[i].v.type));
+            rc = rc ? rc : sb_buf_append(&w->sql, "", 1);
             if (rc)
                 return rc;
             if ((rc = sq_exec(w, (const char *)w->sql.data, "adding a column")))
@@ -237,7 +217,7 @@ static int ensure_columns(struct sq_wh *w, const struct sb_wh_row *row, struct s
             if (sb_wh_map_put(&t->cols, f[i].name, f[i].name_len, (void *)(uintptr_t)f[i].v.type))
                 return -ENOMEM;
             t->ncols++;
-            w->st->columns_added++;
+            w->base.st->columns_added++;
         }
     }
     return 0;
@@ -266,40 +246,24 @@ static int stmt_make(struct sq_wh *w, const struct sb_wh_row *row, struct sq_stm
     struct sb_buf *q = &w->sql;
     sb_buf_clear(q);
     rc = sb_buf_append_str(q, row->upsert ? "INSERT INTO " : "INSERT OR IGNORE INTO ");
-    rc = rc ? rc : put_ident(q, row->table);
+    rc = rc ? rc : sb_wh_put_ident(q, row->table);
     rc = rc ? rc : sb_buf_append_str(q, " (");
     size_t n = 0;
     for (size_t i = 0; !rc && i < row->nfields; i++) {
         if (w->keep[i] == DROPPED)
             continue;
         rc = n++ ? sb_buf_append_str(q, ",") : 0;
-        rc = rc ? rc : put_ident(q, f[i].name);
+        rc = rc ? rc : sb_wh_put_ident(q, f[i].name);
     }
     rc = rc ? rc : sb_buf_append_str(q, ") VALUES (");
     for (size_t i = 0; !rc && i < n; i++)
         rc = sb_buf_append_str(q, i ? ",?" : "?");
     rc = rc ? rc : sb_buf_append_str(q, ")");
     if (!rc && row->upsert) {
-        /* users: the newest identify (by received_at) wins each trait it carries; an older one
-         * only fills traits still empty, so replaying old batches never regresses a user. */
-        rc = sb_buf_append_str(q, " ON CONFLICT(\"id\") DO UPDATE SET \"received_at\"=CASE WHEN "
-                                  "\"users\".\"received_at\" IS NULL OR excluded.\"received_at\">"
-                                  "\"users\".\"received_at\" THEN excluded.\"received_at\" ELSE "
-                                  "\"users\".\"received_at\" END");
-        for (size_t i = 0; !rc && i < row->nfields; i++) {
-            if (w->keep[i] == DROPPED || !strcmp(f[i].name, "id") ||
-                !strcmp(f[i].name, "received_at"))
-                continue;
-            char col[SB_WH_NAME_MAX + 8];
-            snprintf(col, sizeof(col), "\"%s\"", f[i].name);
-            char piece[6 * sizeof(col) + 200];
-            snprintf(piece, sizeof(piece),
-                     ",%s=CASE WHEN excluded.\"received_at\">=\"users\".\"received_at\" THEN "
-                     "coalesce(excluded.%s,\"users\".%s) ELSE coalesce(\"users\".%s,excluded.%s) "
-                     "END",
-                     col, col, col, col, col);
-            rc = sb_buf_append_str(q, piece);
-        }
+        rc = sb_wh_put_users_update(q, "\"users\"");
+        for (size_t i = 0; !rc && i < row->nfields; i++)
+            if (w->keep[i] != DROPPED)
+                rc = sb_wh_put_users_column(q, "\"users\"", f[i].name);
     }
     rc = rc ? rc : sb_buf_append(q, "", 1);
     if (rc)
@@ -321,8 +285,9 @@ static int stmt_make(struct sq_wh *w, const struct sb_wh_row *row, struct sq_stm
     return 0;
 }
 
-static int row_load(struct sq_wh *w, const struct sb_wh_row *row, bool *inserted)
+static int sq_row(struct sb_warehouse *base, const struct sb_wh_row *row)
 {
+    struct sq_wh *w = (struct sq_wh *)base;
     if (row->nfields > w->fcap) {
         size_t ncap = row->nfields * 2;
         void *cb = realloc(w->cbuf, ncap * sizeof(*w->cbuf));
@@ -353,11 +318,11 @@ static int row_load(struct sq_wh *w, const struct sb_wh_row *row, bool *inserted
     int p = 1;
     for (size_t i = 0; i < row->nfields; i++) {
         if (e->types[i] == DROPPED) {
-            w->st->fields_dropped++;
+            w->base.st->fields_dropped++;
             continue;
         }
         if (!sb_wh_coerce(&row->fields[i].v, (enum sb_wh_type)e->types[i], w->cbuf[i]))
-            w->st->fields_dropped++;
+            w->base.st->fields_dropped++;
         const struct sb_wh_value *v = &row->fields[i].v;
         switch (v->type) {
         case SB_WH_NULL:
@@ -385,7 +350,10 @@ static int row_load(struct sq_wh *w, const struct sb_wh_row *row, bool *inserted
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return sq_fail(w, rc, "inserting a row");
-    *inserted = sqlite3_changes(w->db) > 0;
+    if (sqlite3_changes(w->db) > 0)
+        w->base.st->rows_inserted++;
+    else
+        w->base.st->rows_duplicate++;
     return 0;
 }
 
@@ -396,53 +364,21 @@ static void forget_schema(struct sq_wh *w)
     sb_wh_map_clear(&w->tables, table_free);
 }
 
-static int sq_load(struct sb_warehouse *base, const struct sb_warehouse_msg *ev, size_t n,
-                   struct sb_warehouse_stats *st)
+static int sq_begin(struct sb_warehouse *base)
+{
+    return sq_exec((struct sq_wh *)base, "BEGIN IMMEDIATE", "starting the batch's transaction");
+}
+
+static int sq_commit(struct sb_warehouse *base)
+{
+    return sq_exec((struct sq_wh *)base, "COMMIT", "committing the batch");
+}
+
+static int sq_rollback(struct sb_warehouse *base, int rc)
 {
     struct sq_wh *w = (struct sq_wh *)base;
-    w->st = st;
-    char now[32];
-    sb_wh_now(now);
-    int rc = sq_exec(w, "BEGIN IMMEDIATE", "starting the batch's transaction");
-    if (rc)
-        return rc;
-    for (size_t e = 0; e < n; e++) {
-        rc = sb_wh_model_event(&w->model, ev[e].data, ev[e].len, now);
-        if (rc == -ENOMEM)
-            break;
-        if (rc) {
-            st->rejected++;
-            snprintf(w->base.errmsg, sizeof(w->base.errmsg), "event %zu rejected: %s", e,
-                     w->model.errmsg);
-            rc = 0;
-            continue;
-        }
-        st->fields_dropped += w->model.dropped;
-        for (size_t r = 0; r < w->model.nrows && !rc; r++) {
-            bool inserted = false;
-            rc = row_load(w, &w->model.rows[r], &inserted);
-            if (inserted)
-                st->rows_inserted++;
-            else
-                st->rows_duplicate++;
-        }
-        if (rc)
-            break;
-        st->events++;
-    }
-    if (!rc)
-        rc = sq_exec(w, "COMMIT", "committing the batch");
-    if (rc) {
-        char keep[sizeof(w->base.errmsg)];
-        memcpy(keep, w->base.errmsg, sizeof(keep));
-        sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
-        forget_schema(w);
-        memcpy(w->base.errmsg, keep, sizeof(keep));
-        if (rc == -ENOMEM && !keep[0])
-            snprintf(w->base.errmsg, sizeof(w->base.errmsg), "out of memory");
-        struct sb_warehouse_stats zero = {0};
-        *st = zero;
-    }
+    sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+    forget_schema(w);
     return rc;
 }
 
@@ -451,36 +387,24 @@ static void sq_close(struct sb_warehouse *base)
     struct sq_wh *w = (struct sq_wh *)base;
     forget_schema(w);
     sqlite3_close_v2(w->db);
-    sb_wh_model_free(&w->model);
     sb_buf_free(&w->sql);
     sb_buf_free(&w->sig);
     free(w->cbuf);
     free(w->keep);
-    free(w);
 }
+
+static const struct sb_wh_ops sq_ops = {sq_begin, sq_row, sq_commit, sq_rollback, sq_close};
 
 int sb_warehouse_sqlite_open(struct sb_warehouse **out, const char *path,
                              const struct sb_warehouse_options *opt, char *errmsg,
                              size_t errmsg_len)
 {
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
-    if (!path) {
-        if (errmsg && errmsg_len)
-            snprintf(errmsg, errmsg_len, "sqlite: no database path");
-        return -EINVAL;
-    }
-    struct sq_wh *w = calloc(1, sizeof(*w));
+    int rc = sb_wh_open_args(out, path, "sqlite: no database path", errmsg, errmsg_len);
+    if (rc)
+        return rc;
+    struct sq_wh *w = sb_wh_handle_new(sizeof(*w), &sq_ops, opt);
     if (!w)
         return -ENOMEM;
-    w->base.load = sq_load;
-    w->base.close = sq_close;
-    int rc = sb_wh_model_init(&w->model, opt);
-    if (rc) {
-        free(w);
-        return rc;
-    }
     int src = sqlite3_open_v2(
         path, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
@@ -488,7 +412,8 @@ int sb_warehouse_sqlite_open(struct sb_warehouse **out, const char *path,
         goto fail;
     }
     sqlite3_extended_result_codes(w->db, 1);
-    sqlite3_busy_timeout(w->db, w->model.opt.busy_timeout_ms ? w->model.opt.busy_timeout_ms : 5000);
+    sqlite3_busy_timeout(
+        w->db, w->base.model.opt.busy_timeout_ms ? w->base.model.opt.busy_timeout_ms : 5000);
     /* WAL: readers (dashboards, the tests) never block the loader and a batch costs one
      * sequential write. synchronous=FULL in WAL mode syncs the log at each commit, so a load
      * that returned 0 survives a power cut; that is when the output acknowledges the batch. */
@@ -496,7 +421,7 @@ int sb_warehouse_sqlite_open(struct sb_warehouse **out, const char *path,
     snprintf(sql, sizeof(sql),
              "PRAGMA page_size=8192; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA "
              "cache_size=-16384;",
-             w->model.opt.relaxed_durability ? "NORMAL" : "FULL");
+             w->base.model.opt.relaxed_durability ? "NORMAL" : "FULL");
     if ((rc = sq_exec(w, sql, "setting up the database")))
         goto fail;
     /* A file that is not a database only shows up on the first read. */
@@ -505,8 +430,5 @@ int sb_warehouse_sqlite_open(struct sb_warehouse **out, const char *path,
     *out = &w->base;
     return 0;
 fail:
-    if (errmsg && errmsg_len)
-        snprintf(errmsg, errmsg_len, "%s", w->base.errmsg);
-    sq_close(&w->base);
-    return rc;
+    return sb_wh_open_failed(&w->base, rc, errmsg, errmsg_len);
 }

@@ -80,7 +80,9 @@ void expect_output_defaults(const sb_config &cfg, const sb_output_config &o)
     EXPECT_EQ(o.tls_ca_file, nullptr);
     EXPECT_EQ(o.dead_letter, nullptr);
     EXPECT_EQ(o.rotate_bytes, d.rotate_bytes);
-    EXPECT_EQ(o.per_event, d.per_event);
+    EXPECT_EQ(o.webhook_mode, d.webhook_mode);
+    EXPECT_EQ(o.keep, d.keep);
+    EXPECT_EQ(o.rotate_interval_ns, d.rotate_interval_ns);
     EXPECT_EQ(o.sources.n, 0u);
     EXPECT_EQ(o.allow.n, 0u);
     EXPECT_EQ(o.deny.n, 0u);

@@ -93,21 +93,6 @@ Tally tally(const std::map<std::string, int> &ids, int producers, int per)
     return t;
 }
 
-// A counter's value in Prometheus text (the sum over its label sets), -1 when absent.
-double metric(const std::string &text, const std::string &name)
-{
-    double sum = -1;
-    size_t p = 0;
-    while ((p = text.find("\n" + name, p)) != std::string::npos) {
-        p += 1 + name.size();
-        if (text[p] != ' ' && text[p] != '{')
-            continue;
-        size_t sp = text.find(' ', text.find('}', p) < text.find('\n', p) ? text.find('}', p) : p);
-        sum = (sum < 0 ? 0 : sum) + atof(text.c_str() + sp + 1);
-    }
-    return sum;
-}
-
 // A segbus hub (segbusd with the HTTP input, dedup on messageId, an NDJSON file output) that the
 // sidecar under test delivers to; never killed.
 struct Hub {
@@ -209,7 +194,7 @@ TEST(DaemonCrash, Sigkill20TimesUnderLoadEveryEventExactlyOnce)
     wait_for([&] { return ndjson_message_ids(hub.out).size() >= all; }, 20000);
     EXPECT_EQ(d.stop(15), 0) << slurp(log);
     double resent =
-        metric(http_get(hub.metrics_port, "/metrics"), "segbus_deduplicated_events_total");
+        metric_value(http_get(hub.metrics_port, "/metrics"), "segbus_deduplicated_events_total");
     EXPECT_EQ(hub.d.stop(15), 0) << slurp(hub.log);
     int lines = 0, hub_lines = 0;
     Tally side = tally(ndjson_message_ids(out, &lines), producers, per);
@@ -246,7 +231,7 @@ TEST(DaemonCrash, FileOutputCutsBackWhatItsCursorNeverSaw)
     Segbusd d;
     ASSERT_TRUE(restart(d, cfg, sock, log)) << slurp(log);
     segbus_producer_t *h = nullptr;
-    ASSERT_EQ(0, segbus_producer_open(&h, sock.c_str(), nullptr));
+    ASSERT_EQ(0, producer_open(&h, sock));
     for (int i = 0; i < 25; i++) {
         std::string e = track("u-" + std::to_string(i));
         ASSERT_EQ(0, segbus_producer_write(h, SEGBUS_RECORD_TYPE_EVENT, e.data(), e.size()));

@@ -30,24 +30,6 @@ using namespace sbt;
 namespace
 {
 
-// A counter or gauge in Prometheus text, summed over the label sets whose text contains
-// `labels` (e.g. "reason=\"full_error\""); -1 when there is none.
-double metric(const std::string &text, const std::string &name, const std::string &labels = "")
-{
-    double sum = -1;
-    size_t p = 0;
-    while ((p = text.find("\n" + name, p)) != std::string::npos) {
-        p += 1 + name.size();
-        size_t eol = text.find('\n', p);
-        std::string line = text.substr(p, eol == std::string::npos ? std::string::npos : eol - p);
-        if (line.empty() || (line[0] != ' ' && line[0] != '{') ||
-            line.find(labels) == std::string::npos)
-            continue;
-        sum = (sum < 0 ? 0 : sum) + atof(line.c_str() + line.rfind(' ') + 1);
-    }
-    return sum;
-}
-
 // An event of about 1 KiB, so that a few thousand fill the file system.
 std::string big_event(const std::string &id)
 {
@@ -116,7 +98,7 @@ TEST_F(FullDisk, BlockStopsDrainingRingBacksUpThenExactlyOnce)
     segbus_producer_options_init(&po);
     po.full_policy = SEGBUS_FULL_ERROR;
     segbus_producer_t *p = nullptr;
-    ASSERT_EQ(0, segbus_producer_open(&p, sock.c_str(), &po));
+    ASSERT_EQ(0, producer_open(&p, sock, &po));
     std::vector<std::string> written;
     int refused = 0, in_a_row = 0;
     auto t0 = std::chrono::steady_clock::now();
@@ -137,11 +119,11 @@ TEST_F(FullDisk, BlockStopsDrainingRingBacksUpThenExactlyOnce)
     ASSERT_EQ(in_a_row, 200) << "the ring never backed up: " << written.size() << " written";
     // Reported: a log line, a counter, /health not ok; and the daemon is alive.
     std::string m = metrics();
-    EXPECT_GT(metric(m, "segbus_spool_nospace_total"), 0) << m;
-    EXPECT_EQ(metric(m, "segbus_producer_dropped_events_total", "reason=\"full_error\""),
+    EXPECT_GT(metric_value(m, "segbus_spool_nospace_total"), 0) << m;
+    EXPECT_EQ(metric_value(m, "segbus_producer_dropped_events_total", "reason=\"full_error\""),
               (double)refused)
         << m;
-    double backlog = metric(m, "segbus_output_backlog_bytes");
+    double backlog = metric_value(m, "segbus_output_backlog_bytes");
     EXPECT_LE(backlog, 2.0 * 256 * 1024) << "the backlog is bounded by the ring's capacity";
     Reply h = http_request(mport, "GET", "/health");
     EXPECT_EQ(h.status, 503) << h.body;
@@ -187,7 +169,7 @@ TEST_F(FullDisk, DropOldestCountsWhatItDropsTheRestExactlyOnce)
     po.full_policy = SEGBUS_FULL_BLOCK;
     po.block_timeout_ms = 2000;
     segbus_producer_t *p = nullptr;
-    ASSERT_EQ(0, segbus_producer_open(&p, sock.c_str(), &po));
+    ASSERT_EQ(0, producer_open(&p, sock, &po));
     const int n = 8000; // about twice what the file system holds
     for (int i = 0; i < n; i++) {
         std::string e = big_event("o-" + std::to_string(i));
@@ -198,9 +180,10 @@ TEST_F(FullDisk, DropOldestCountsWhatItDropsTheRestExactlyOnce)
     ASSERT_EQ(0, segbus_producer_flush(p, 10000)) << slurp(log);
     segbus_producer_close(p);
     std::string m = metrics();
-    double dropped = metric(m, "segbus_dropped_events_total", "reason=\"spool_drop_oldest\"");
+    double dropped = metric_value(m, "segbus_dropped_events_total", "reason=\"spool_drop_oldest\"");
     EXPECT_GT(dropped, 0) << m;
-    EXPECT_GT(metric(m, "segbus_spool_dropped_batches_total", "reason=\"drop_oldest\""), 0) << m;
+    EXPECT_GT(metric_value(m, "segbus_spool_dropped_batches_total", "reason=\"drop_oldest\""), 0)
+        << m;
     EXPECT_TRUE(d.alive());
 
     ASSERT_TRUE(hub.start());

@@ -15,6 +15,7 @@
 extern "C" {
 #include "event/event.h"
 }
+#include "../support/seed_order.h"
 #include "mp_text.h"
 
 namespace
@@ -39,32 +40,7 @@ Decoded encode(enum segbus_type t, const segbus_message_t &m, int *rc_out = null
 // The seed's "Order Completed" properties through the builder.
 void order_completed(segbus_map_t *p)
 {
-    segbus_map_add_str(p, "order_id", "ORD-2024-12345");
-    segbus_map_add_double(p, "total", 129.98);
-    segbus_map_add_double(p, "subtotal", 119.98);
-    segbus_map_add_double(p, "tax", 10.40);
-    segbus_map_add_double(p, "shipping", 5.99);
-    segbus_map_add_double(p, "discount", 6.39);
-    segbus_map_add_str(p, "coupon", "SAVE10");
-    segbus_map_add_str(p, "currency", "USD");
-    segbus_map_begin_array(p, "products");
-    segbus_map_begin_map(p, nullptr);
-    segbus_map_add_str(p, "product_id", "SKU-12345");
-    segbus_map_add_str(p, "name", "Premium Widget");
-    segbus_map_add_double(p, "price", 49.99);
-    segbus_map_add_int(p, "quantity", 1);
-    segbus_map_add_str(p, "category", "Widgets");
-    segbus_map_add_str(p, "brand", "Acme");
-    segbus_map_end(p);
-    segbus_map_begin_map(p, nullptr);
-    segbus_map_add_str(p, "product_id", "SKU-67890");
-    segbus_map_add_str(p, "name", "Deluxe Gadget");
-    segbus_map_add_double(p, "price", 79.99);
-    segbus_map_add_int(p, "quantity", 1);
-    segbus_map_add_str(p, "category", "Gadgets");
-    segbus_map_add_str(p, "brand", "Acme");
-    segbus_map_end(p);
-    segbus_map_end(p);
+    seed_order_completed(p);
 }
 
 // "xxxxxxxx-xxxx-7xxx-[89ab]xxx-xxxxxxxxxxxx", lowercase hex (no std::regex: it trips

@@ -3,7 +3,9 @@ is read back by the sink and decoded with msgpack, field by field; every error p
 nothing (a sentinel sent after it is the next record)."""
 import datetime
 import decimal
+import json
 import logging
+import os
 import re
 import uuid
 
@@ -11,16 +13,8 @@ import pytest
 
 import segbus
 
-ORDER = {
-    "order_id": "ORD-2024-12345", "total": 129.98, "subtotal": 119.98, "tax": 10.40,
-    "shipping": 5.99, "discount": 6.39, "coupon": "SAVE10", "currency": "USD",
-    "products": [
-        {"product_id": "SKU-12345", "name": "Premium Widget", "price": 49.99, "quantity": 1,
-         "category": "Widgets", "brand": "Acme"},
-        {"product_id": "SKU-67890", "name": "Deluxe Gadget", "price": 79.99, "quantity": 1,
-         "category": "Gadgets", "brand": "Acme"},
-    ],
-}
+ORDER = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                    "tests", "data", "order_completed.json")))
 LIBRARY = {"name": "segbus", "version": segbus.VERSION}
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$")
 UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

@@ -10,14 +10,7 @@ require 'segbus'
 require_relative 'sink'
 
 class TestClient < Minitest::Test
-  ORDER = {
-    order_id: 'ORD-2024-12345', total: 129.98, subtotal: 119.98, tax: 10.40, shipping: 5.99,
-    discount: 6.39, coupon: 'SAVE10', currency: 'USD',
-    products: [
-      { product_id: 'SKU-12345', name: 'Premium Widget', price: 49.99, quantity: 1, category: 'Widgets', brand: 'Acme' },
-      { product_id: 'SKU-67890', name: 'Deluxe Gadget', price: 79.99, quantity: 1, category: 'Gadgets', brand: 'Acme' }
-    ]
-  }.freeze
+  ORDER = JSON.parse(File.read(File.expand_path('../../../tests/data/order_completed.json', __dir__)), symbolize_names: true).freeze
   LIBRARY = { 'name' => 'segbus', 'version' => Segbus::VERSION }.freeze
   UUID7 = /\A\h{8}-\h{4}-7\h{3}-[89ab]\h{3}-\h{12}\z/.freeze
 
