@@ -116,7 +116,8 @@ int sb_replay_load(struct sb_replay *rp, const uint8_t *p, size_t len)
     nouts = get16(p + 2);
     n = get16(p + 4);
     per = 16 + 8 * (size_t)nouts;
-    if (len != HEAD_BYTES + n * per)
+    /* Never more rows than sb_replay_encode writes: also keeps loading linear in practice. */
+    if (n > SB_REPLAY_MAX_RINGS || len != HEAD_BYTES + n * per)
         return -EPROTO;
     for (unsigned i = 0; i < n; i++) {
         const uint8_t *q = p + HEAD_BYTES + i * per;

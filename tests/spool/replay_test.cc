@@ -133,6 +133,11 @@ TEST(Replay, BadTablesAreRefusedWhole)
     EXPECT_EQ(-EPROTO, sb_replay_load(a.rp, wrong_version, sizeof wrong_version));
     EXPECT_EQ(-EPROTO, sb_replay_load(a.rp, short_rows, sizeof short_rows));
     EXPECT_EQ(-EPROTO, sb_replay_load(a.rp, short_rows, 3));
+    std::string many(8 + 65 * 24, '\0'); // 65 rings of one output: more than a table holds
+    many[0] = 1;
+    many[2] = 1;
+    many[4] = 65;
+    EXPECT_EQ(-EPROTO, sb_replay_load(a.rp, (const uint8_t *)many.data(), many.size()));
     ASSERT_EQ(0, sb_replay_ring(a.rp, 0, kRing, 0));
     EXPECT_EQ("-", a.skips(0, 1)) << "nothing loaded: nothing skipped";
 }
