@@ -284,8 +284,20 @@ def plots(rows, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     done = []
 
+    suites_of = {"enqueue_by_size.svg": ("ring",), "throughput_producers.svg": ("ring", "drain"),
+                 "drain_hub_throughput.svg": THROUGHPUT_SUITES, "latency.svg": ("drain",)}
+
+    def load_note(name):
+        """The machine's load average during the runs drawn, when the suites recorded it."""
+        loads = [r.get("loadavg", r.get("load")) for r in rows if r["suite"] in suites_of[name]]
+        loads = [x for x in loads if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        if not loads:
+            return ""
+        lo, hi = min(loads), max(loads)
+        return f", load avg {lo:.1f}" + (f"-{hi:.1f}" if hi - lo >= 0.05 else "")
+
     def title(name, what):
-        return f"{what}  [{FIGURES[name]}; bench/run report]"
+        return f"{what}  [{FIGURES[name]}; bench/run report{load_note(name)}]"
 
     def emit(name, what, script_fn, n, missing):
         out = os.path.join(out_dir, name)
@@ -317,17 +329,17 @@ def plots(rows, out_dir):
 
     lat = latency_series(rows)
     pct = sorted({x for v in lat.values() for x, _ in v})
-    emit("latency.svg", "End-to-end latency distribution", lambda o: latency_script(o, lat, pct),
+    emit("latency.svg", "End-to-end latency distribution", lambda o: latency_script(
+        o, lat, pct, title("latency.svg", "End-to-end latency by percentile (enqueue to receiver)")),
          sum(len(v) for v in lat.values()), "no end-to-end latency results: run bench/run drain")
     return done
 
 
-def latency_script(out, lat, pct):
+def latency_script(out, lat, pct, title):
     # Percentiles are spaced evenly (p50, p90, p99, p99.9, max), not on a linear axis.
     index = {p: i for i, p in enumerate(pct)}
     series = {k: [(index[p], v) for p, v in pts] for k, pts in lat.items()}
-    return lines_plot(out, f"End-to-end latency by percentile  [{FIGURES['latency.svg']}; "
-                      "bench/run report]", "percentile", "latency (unit in the key; log)", series, logy=True,
+    return lines_plot(out, title, "percentile", "latency (unit in the key; log)", series, logy=True,
                       xtics=[("max" if p == 100.0 else f"p{p:g}", i) for p, i in index.items()])
 
 

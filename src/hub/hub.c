@@ -776,6 +776,7 @@ int sb_hub_process(const struct sb_config *cfg, const char *route, const char *c
         }
         meta.source = source;
         meta.received_at_ms = now_ms;
+        meta.verified = true; /* sb_event_inspect just passed these bytes */
         if ((rc = emit(arg, ev.data, ev.len, &meta)) != 0)
             goto out;
         accepted++;

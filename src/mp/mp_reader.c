@@ -215,7 +215,7 @@ int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it)
     return decode(r, it) ? 0 : -EINVAL;
 }
 
-int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it)
+int sb_mp_next_any(struct sb_mp_reader *r, struct sb_mp_item *it)
 {
     size_t n = decode(r, it);
     if (!n)
@@ -287,10 +287,9 @@ int sb_mp_lookup(const void *data, size_t len, const char *key, struct sb_mp_rea
     return 1;
 }
 
-int sb_mp_check(const void *data, size_t len, unsigned max_depth)
+int sb_mp_skip_bounded(struct sb_mp_reader *r, unsigned max_depth)
 {
-    struct sb_mp_reader r;
-    sb_mp_reader_init(&r, data, len);
+    struct sb_mp_reader c = *r;
     /* Elements left per open container; depth is bounded by max_depth (<= 1024 here). */
     uint64_t left[1025];
     unsigned depth = 0;
@@ -303,15 +302,43 @@ int sb_mp_check(const void *data, size_t len, unsigned max_depth)
         if (left[depth] == 0)
             break;
         struct sb_mp_item it;
-        if (sb_mp_next(&r, &it) < 0)
-            return -EINVAL;
+        size_t n;
         left[depth]--;
+        /* Fast paths for what events are mostly made of (short strings, small integers); the
+         * rest goes through decode. */
+        if (c.p < c.end) {
+            uint8_t b = *c.p;
+            if ((b & 0xe0) == 0xa0) {
+                if ((size_t)(b & 0x1f) >= (size_t)(c.end - c.p))
+                    return -EINVAL;
+                c.p += 1 + (b & 0x1f);
+                continue;
+            }
+            if (b <= 0x7f) {
+                c.p++;
+                continue;
+            }
+        }
+        n = decode(&c, &it);
+        if (!n)
+            return -EINVAL;
+        c.p += n;
         if (it.type == SB_MP_ARRAY || it.type == SB_MP_MAP) {
             if (depth >= max_depth)
                 return -EINVAL;
             left[++depth] = it.type == SB_MP_MAP ? 2ull * it.v.count : it.v.count;
         }
     }
+    *r = c;
+    return 0;
+}
+
+int sb_mp_check(const void *data, size_t len, unsigned max_depth)
+{
+    struct sb_mp_reader r;
+    sb_mp_reader_init(&r, data, len);
+    if (sb_mp_skip_bounded(&r, max_depth) < 0)
+        return -EINVAL;
     return r.p == r.end ? 0 : -EINVAL;
 }
 

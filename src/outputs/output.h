@@ -49,6 +49,8 @@ struct sb_output_result {
     const char *retry_after;
     const char *detail;
     size_t detail_len;
+    uint32_t delivered; /* a refused batch: its first events that were delivered anyway (a
+                           plugin sending event by event); they count as sent, not dead */
     /* Local outputs that can undo a delivery (the NDJSON file): where the destination stands
      * after this batch (e.g. file length and inode). Saved with the ack cursor and handed to
      * resume() at the next start, so a batch written but not yet acked before a crash is
@@ -143,6 +145,9 @@ uint64_t sb_output_runner_added(const struct sb_output_runner *r);
 uint64_t sb_output_runner_durable_events(const struct sb_output_runner *r);
 /* Events waiting in the open batch. */
 uint32_t sb_output_runner_pending(const struct sb_output_runner *r);
+/* When the open batch is due (monotonic ns; UINT64_MAX: none open), for a timer that flushes it
+ * on time rather than at the next periodic tick. */
+uint64_t sb_output_runner_deadline(const struct sb_output_runner *r);
 const struct sb_output_counters *sb_output_runner_counters(const struct sb_output_runner *r);
 
 /* Delivery status (Segment's Event Delivery view): where delivery stands and how it last went.

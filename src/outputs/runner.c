@@ -133,6 +133,11 @@ uint32_t sb_output_runner_pending(const struct sb_output_runner *r)
     return sb_batcher_pending(r->batcher);
 }
 
+uint64_t sb_output_runner_deadline(const struct sb_output_runner *r)
+{
+    return sb_batcher_deadline(r->batcher);
+}
+
 bool sb_output_runner_idle(const struct sb_output_runner *r)
 {
     struct sb_spool_output_stats st;
@@ -620,14 +625,16 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
                 r->batch_count, res->status > 0 ? "HTTP" : "error", res->status, r->retry.retries,
                 (double)delay / 1e9);
         break;
-    case SB_HTTP_DEAD_LETTER:
+    case SB_HTTP_DEAD_LETTER: {
+        uint32_t ok = res->delivered < r->batch_count ? res->delivered : 0;
         note_failure(r, res->status);
+        r->c.sent += ok;
         r->dead[r->dead_next % SB_OUTPUT_DEAD_RANGES].from = r->c.sent + r->c.dead_lettered;
         r->dead[r->dead_next % SB_OUTPUT_DEAD_RANGES].to =
-            r->c.sent + r->c.dead_lettered + r->batch_count;
+            r->c.sent + r->c.dead_lettered + r->batch_count - ok;
         r->dead_next++;
         r->c.failed_attempts++;
-        r->c.dead_lettered += r->batch_count;
+        r->c.dead_lettered += r->batch_count - ok;
         sb_error("output", "%s: batch of %u events refused (%s %d): written to %s", r->cfg->name,
                  r->batch_count, res->status > 0 ? "HTTP" : "error", res->status,
                  r->dead_letter_path);
@@ -641,6 +648,7 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
         r->acked = r->batch_seq;
         r->have_batch = false;
         break;
+    }
     }
     if (!r->pumping)
         pump(r, now);

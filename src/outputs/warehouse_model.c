@@ -209,7 +209,8 @@ size_t sb_wh_ident(const char *snake, size_t len, char *out)
         return (size_t)snprintf(out, SB_WH_NAME_MAX + 1, "_%08x", 0u);
     }
     bool prefix = is_digit(snake[0]);
-    for (const char *const *p = pg_system_columns; *p && !prefix; p++)
+    /* system column names are 3 to 8 bytes: most names never reach the comparisons */
+    for (const char *const *p = pg_system_columns; *p && !prefix && len >= 3 && len <= 8; p++)
         prefix = strlen(*p) == len && memcmp(*p, snake, len) == 0;
     size_t o = 0;
     if (prefix)

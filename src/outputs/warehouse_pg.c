@@ -53,6 +53,9 @@ struct pg_wh {
     size_t ntouched, captouched;
     unsigned next_stage;
     unsigned long loads;
+    /* the last batch held ids already loaded: batches sent again come in runs (a spool replayed
+     * after a crash), so the next one goes the staging way at once */
+    bool expect_duplicates;
     struct sb_buf sql, line, dest;
     const char **vals; /* per column of the table being flushed */
     uint32_t *lens;
@@ -389,8 +392,12 @@ static int stage_row(struct sb_warehouse *base, const struct sb_wh_row *row)
                 bin[k] = (uint8_t)(u >> (56 - 8 * k));
         uint16_t ci = (uint16_t)idx[i];
         uint32_t len = (uint32_t)n;
-        if (sb_buf_append(b, &ci, 2) || sb_buf_append(b, &len, 4) || sb_buf_append(b, s, n))
+        if (sb_buf_reserve(b, 6 + n)) /* one check for the three pieces */
             return -ENOMEM;
+        memcpy(b->data + b->len, &ci, 2);
+        memcpy(b->data + b->len + 2, &len, 4);
+        memcpy(b->data + b->len + 6, s, n);
+        b->len += 6 + n;
         nf++;
     }
     memcpy(b->data + count_at, &nf, 4);
@@ -435,12 +442,18 @@ static int copy_line(struct pg_wh *w, const struct pg_table *t, const char **val
     if (put_be(l, t->ncols + (round >= 0), 2))
         return -ENOMEM;
     for (size_t c = 0; c < t->ncols; c++) {
-        if (lens[c] == NULL_LEN) {
-            if (put_be(l, UINT32_MAX, 4))
-                return -ENOMEM;
-        } else if (put_be(l, lens[c], 4) || sb_buf_append(l, vals[c], lens[c])) {
+        uint32_t n = lens[c] == NULL_LEN ? 0 : lens[c];
+        if (sb_buf_reserve(l, 4 + (size_t)n))
             return -ENOMEM;
-        }
+        uint8_t *o = l->data + l->len;
+        uint32_t be = lens[c]; /* NULL_LEN is -1, COPY's NULL */
+        o[0] = (uint8_t)(be >> 24);
+        o[1] = (uint8_t)(be >> 16);
+        o[2] = (uint8_t)(be >> 8);
+        o[3] = (uint8_t)be;
+        if (n)
+            memcpy(o + 4, vals[c], n);
+        l->len += 4 + (size_t)n;
     }
     if (round >= 0 && (put_be(l, 8, 4) || put_be(l, (uint64_t)round, 8)))
         return -ENOMEM;
@@ -684,7 +697,7 @@ static int flush_all(struct pg_wh *w)
     size_t direct = 0, inserted = 0;
     for (size_t i = 0; i < w->ntouched; i++)
         direct += direct_ok(w->touched[i]);
-    bool fast = direct > 0;
+    bool fast = direct > 0 && !w->expect_duplicates;
     if (fast) {
         char keep[sizeof(w->base.errmsg)];
         memcpy(keep, w->base.errmsg, sizeof(keep));
@@ -711,6 +724,8 @@ static int flush_all(struct pg_wh *w)
     for (size_t i = 0; i < w->ntouched && !rc; i++)
         if (!fast || !direct_ok(w->touched[i]))
             rc = flush_table(w, w->touched[i]);
+    if (!rc)
+        w->expect_duplicates = w->base.st->rows_duplicate > 0;
     return rc;
 }
 

@@ -105,6 +105,7 @@ static void on_event(void *arg, const struct sb_output_result *res)
     /* The batch failed at this event: tell which, so a dead-letter line says what was
      * delivered already (the events before it were). */
     struct sb_output_result r = *res;
+    r.delivered = w->done; /* if the runner gives the batch up, these were delivered */
     char head[96];
     snprintf(head, sizeof head, "event %u of %u (the earlier ones were delivered): ", w->done + 1,
              d->count);

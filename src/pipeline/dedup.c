@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Inline: ids are short, and the library call's dispatch cost as much as the hashing. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 struct entry {
@@ -143,7 +145,17 @@ int sb_dedup_check(struct sb_dedup *d, const void *id, size_t len, uint64_t now_
     d->index[i].pos1 = pos + 1;
     d->index[i].tag = (uint32_t)h.low64;
     d->count++;
+    /* The next call (at a full window) removes the oldest id: start loading its home slot now,
+     * so that the lookup's cache miss is the only one that call waits for. */
+    if (d->count == d->cap)
+        __builtin_prefetch(&d->index[(uint32_t)d->fifo[d->head].lo & d->mask], 1);
     return 0;
+}
+
+void sb_dedup_prefetch(const struct sb_dedup *d, const void *id, size_t len)
+{
+    if (d->cap)
+        __builtin_prefetch(&d->index[(uint32_t)XXH3_128bits(id, len).low64 & d->mask]);
 }
 
 static const char *const dedup_reasons[] = {"duplicate", NULL};

@@ -27,6 +27,10 @@ void sb_dedup_free(struct sb_dedup *d);
 /* 1 if id was seen within the window (nothing recorded), else 0 and the id is recorded at
  * now_ns (monotonic, never decreasing). */
 int sb_dedup_check(struct sb_dedup *d, const void *id, size_t len, uint64_t now_ns);
+/* A hint, for a caller that knows the next id before it checks it: start loading the index
+ * slot that id's check will probe first (a cache miss was most of a check). No effect on
+ * results; any bytes are fine. */
+void sb_dedup_prefetch(const struct sb_dedup *d, const void *id, size_t len);
 /* Ids currently remembered. */
 size_t sb_dedup_size(const struct sb_dedup *d);
 

@@ -56,6 +56,9 @@ struct sb_event_meta {
     int64_t received_at_ms; /* wall clock (Unix ms) when it was received */
     uint32_t producer_id;   /* ring producer id, 0 for HTTP */
     int source;             /* index into sb_config.sources, -1 for none */
+    /* The input ran sb_event_inspect() on exactly these bytes and filled the block below (the
+     * hub does, to name each bad event of a batch): the verify stage does not walk them again. */
+    bool verified;
     /* from sb_event_inspect() */
     enum sb_call call;
     const uint8_t *message_id; /* messageId string bytes */

@@ -42,6 +42,11 @@ extern const char *const sb_verify_reasons[]; /* names, NULL-terminated */
  * sb_verify_reason. Pure function of the bytes; never reads past len. */
 int sb_event_inspect(const uint8_t *data, size_t len, struct sb_event_meta *meta);
 
+/* A quick guess at an event's messageId without decoding it: the string after the first
+ * "messageId" key text in the bytes (which may sit in a nested map, or be no messageId at all).
+ * Only for hints such as sb_dedup_prefetch: 1 with *id and *len set, or 0. */
+int sb_event_guess_message_id(const uint8_t *data, size_t len, const uint8_t **id, size_t *id_len);
+
 /* The verify stage. NULL on -ENOMEM. */
 struct sb_stage *sb_verify_stage_new(void);
 

@@ -71,7 +71,7 @@ class ReportTest(unittest.TestCase):
             "drain_hub_throughput.svg": ["drain: drain_msgpack_hub", "hub: json_batch_file",
                                          "peer (same run)", "bench/run drain hub"],
             "latency.svg": ["drain: e2e_latency (ms)", "drain: hub_latency_10k (us)", "p50", "p90",
-                            "p99", "p99.9", "max", "bench/run drain"],
+                            "p99", "p99.9", "max", "bench/run drain", "load avg 5.2"],
         }
         for name, texts in expect.items():
             path = os.path.join(self.plots, name)

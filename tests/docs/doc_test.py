@@ -20,6 +20,13 @@ stopped (`segbus stat --watch`, `segbus tail`) needs, before its block:
 then a command still running after that many seconds is stopped with SIGINT and passes if it
 printed something; one that exits before must exit 0.
 
+Code examples run too: a ```c block that includes <segbus/segbus.h> is compiled against the
+built libsegbus (its #include lines at the top, the rest as the body of main) and run; a
+```python block that imports segbus and a ```ruby block that requires it run with the built
+bindings. All against the same daemon, and each must exit 0. (In sanitizer builds, whose
+libraries need the sanitizer runtime, and builds without the bindings, they are reported as
+not checked; the ci build checks them.)
+
 Also checked here, because they need the built binaries: every metric family the running
 segbusd exposes is named in docs/operations.md; examples/systemd/*.service passes
 `systemd-analyze verify`; an unlabelled block that holds one of our commands is an error (label
@@ -208,6 +215,44 @@ class Feeder(threading.Thread):
                 self.failed += 1
 
 
+def sanitizer_build(build):
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            return bool(re.search(r"^SEGBUS_SANITIZE:STRING=\S+", f.read(), re.M))
+    except OSError:
+        return False
+
+
+def code_program(b, build, source, tmp, n):
+    """(argv, why not) to run a code block, or (None, None) when it is not a program of ours."""
+    text = "\n".join(b.body)
+    if b.lang == "c" and "#include <segbus/segbus.h>" in text:
+        heads = [l for l in b.body if l.startswith("#include")]
+        rest = [l for l in b.body if not l.startswith("#include")]
+        src = os.path.join(tmp, f"snippet{n}.c")
+        with open(src, "w") as f:
+            f.write("#include <stdint.h>\n#include <stdio.h>\n" + "\n".join(heads) +
+                    "\nint main(void)\n{\n" + "\n".join(rest) + "\nreturn 0;\n}\n")
+        exe = src[:-2]
+        lib = os.path.join(build, "src")
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-I", os.path.join(source, "include"), src,
+                            "-L", lib, "-lsegbus", f"-Wl,-rpath,{lib}", "-o", exe],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode:
+            return ["false"], f"does not compile:\n{r.stderr[-2000:]}"
+        return [exe], None
+    if b.lang == "python" and re.search(r"^\s*import segbus\b", text, re.M):
+        if not os.path.isdir(os.path.join(build, "bindings", "python", "segbus")):
+            return None, "no Python binding in this build"
+        return ["/usr/bin/python3", "-c", text], None
+    if b.lang == "ruby" and re.search(r"^\s*require ['\"]segbus['\"]", text, re.M):
+        lib = os.path.join(build, "bindings", "ruby", "lib")
+        if not os.path.exists(os.path.join(lib, "segbus.rb")):
+            return None, "no Ruby binding in this build"
+        return ["ruby", "-I", lib, "-e", text], None
+    return None, None
+
+
 def run_command(cmd, cwd, env, stop_after):
     """(ok, detail) for one command run with bash -o pipefail."""
     started = time.time()
@@ -294,6 +339,47 @@ def main():
                 print(f"{'ok' if ok else 'FAIL'} {b.where()}: {cmd.splitlines()[0]}  ({detail.splitlines()[0]})")
                 if not ok:
                     failures.append(f"{b.where()}: {cmd}\n    {detail}")
+
+        # Code examples in C, Python and Ruby.
+        env["PYTHONPATH"] = os.path.join(build, "bindings", "python")
+        snippets = 0
+        for n, b in enumerate(blocks):
+            if b.lang not in ("c", "python", "ruby"):
+                continue
+            if b.marker and b.marker.group(1) == "not-run":
+                not_run.append(f"{b.where()}: {b.marker.group(2)}")
+                continue
+            if sanitizer_build(build):
+                print(f"-- {b.where()}: ```{b.lang} not checked in a sanitizer build")
+                continue
+            argv, why = code_program(b, build, source, tmp, n)
+            if argv is None:
+                if why:
+                    print(f"-- {b.where()}: ```{b.lang} not checked: {why}")
+                continue
+            if why:
+                failures.append(f"{b.where()}: ```{b.lang} example {why}")
+                print(f"FAIL {b.where()}: ```{b.lang} example {why.splitlines()[0]}")
+                continue
+            r = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=60)
+            snippets += 1
+            ok = r.returncode == 0
+            print(f"{'ok' if ok else 'FAIL'} {b.where()}: ```{b.lang} example (exit {r.returncode})")
+            if not ok:
+                failures.append(f"{b.where()}: ```{b.lang} example exit {r.returncode}:\n"
+                                f"{(r.stdout + r.stderr)[-2000:]}")
+        print(f"-- {snippets} code examples run")
+
+        # Every subcommand `segbus --help` lists is shown in the docs.
+        pages = "\n".join(open(os.path.join(source, f), encoding="utf-8").read() for f in files)
+        r = subprocess.run(["segbus", "--help"], env=env, capture_output=True, text=True, timeout=30)
+        cmds = re.findall(r"^  (\w+)\s", r.stdout, re.M)
+        if len(cmds) < 8:
+            failures.append(f"segbus --help lists {len(cmds)} commands: {r.stdout[-500:]}")
+        for c in cmds:
+            if not re.search(r"\bsegbus " + c + r"\b", pages):
+                failures.append(f"no page of the docs shows `segbus {c}` (segbus --help lists it)")
+        print(f"-- segbus --help: {len(cmds)} commands, each shown in the docs")
 
         # Every metric family the daemon exposes is in the operations guide.
         ops = open(os.path.join(source, "docs", "operations.md"), encoding="utf-8").read()

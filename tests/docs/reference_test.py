@@ -5,6 +5,8 @@
 - every SEGBUS_API function of include/segbus/segbus.h is in docs/client.md;
 - every public function, setting and Client method of the Python module is in docs/python.md;
 - every public method of the Ruby client is in docs/ruby.md;
+- every metric segbusd registers (sb_metrics_* calls and SB_M_* names in src/) is in the table
+  of docs/operations.md (doc_test.py checks the same against a running daemon);
 - every relative link of README.md and docs/*.md points at a file that exists.
 
 Reads sources only (no build), so it runs with the unit tests. The parsers of the code are
@@ -169,6 +171,23 @@ def anchors(path):
     for h in re.findall(r"^#{1,6}\s+(.*?)\s*$", text, re.M):
         out.add(re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-"))
     return out
+
+
+class Metrics(unittest.TestCase):
+    longMessage = False
+
+    def test_registered_metrics_documented(self):
+        names = set()
+        for path in glob.glob(os.path.join(ROOT, "src", "**", "*.[ch]"), recursive=True):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            names |= set(re.findall(r'sb_metrics_\w+\(\s*[\w>.-]+,\s*"(segbus_\w+)"', text))
+            names |= set(re.findall(r'#define SB_M_\w+\s+"(segbus_\w+)"', text))
+        self.assertGreater(len(names), 15)
+        doc = read("docs/operations.md")
+        for n in sorted(names):
+            with self.subTest(metric=n):
+                self.assertTrue(f"`{n}" in doc, f"docs/operations.md does not describe {n}")
 
 
 class Links(unittest.TestCase):

@@ -60,6 +60,18 @@ struct Hub : ::testing::Test {
         r->events.emplace_back((const char *)out.data, out.len);
         r->sources.push_back(meta->source);
         sb_buf_free(&out);
+        // The pipeline's verify stage trusts a verified event's metadata instead of walking it
+        // again: it must be exactly what an inspection of these bytes gives.
+        sb_event_meta fresh{};
+        EXPECT_TRUE(meta->verified);
+        EXPECT_EQ(sb_event_inspect(ev, len, &fresh), 0);
+        EXPECT_EQ(fresh.call, meta->call);
+        EXPECT_EQ(fresh.message_id, meta->message_id);
+        EXPECT_EQ(fresh.message_id_len, meta->message_id_len);
+        EXPECT_EQ(fresh.event, meta->event);
+        EXPECT_EQ(fresh.user_id, meta->user_id);
+        EXPECT_EQ(fresh.integrations, meta->integrations);
+        EXPECT_EQ(fresh.integrations_len, meta->integrations_len);
         return 0;
     }
     Result run(const char *route, const std::string &body, const char *auth = nullptr,

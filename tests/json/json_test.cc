@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <vector>
 
 extern "C" {
 #include "json/json.h"
@@ -123,6 +124,7 @@ TEST(Json, IntegersKeepTheirExactValue)
     EXPECT_EQ(5u, a.ptr[2].via.u64);
     EXPECT_EQ(-5, a.ptr[3].via.i64);
     msgpack_unpacked_destroy(&u);
+    EXPECT_EQ(in, to_json(p.bytes())); // and the writer gives the same digits back
 }
 
 TEST(Json, DoublesAreShortestAndExact)
@@ -422,6 +424,82 @@ TEST(Json, RandomDocumentsRoundTrip)
     }
 }
 
+// The shim writes msgpack itself (one write to the caller's packer): its bytes must be what
+// msgpack-c makes of the same values, at every boundary of every encoding.
+TEST(Json, PackedBytesAreMsgpackCs)
+{
+    std::vector<std::string> docs = {"null", "true", "false", "[]", "{}", "1.5", "-0.0", "1e300"};
+    for (long long v : {0LL,
+                        1LL,
+                        127LL,
+                        128LL,
+                        255LL,
+                        256LL,
+                        65535LL,
+                        65536LL,
+                        4294967295LL,
+                        4294967296LL,
+                        9223372036854775807LL,
+                        -1LL,
+                        -32LL,
+                        -33LL,
+                        -128LL,
+                        -129LL,
+                        -32768LL,
+                        -32769LL,
+                        -2147483648LL,
+                        -2147483649LL})
+        docs.push_back(std::to_string(v));
+    docs.push_back("-9223372036854775808");
+    docs.push_back("18446744073709551615");
+    for (size_t n : {0, 31, 32, 255, 256, 65535, 65536})
+        docs.push_back("\"" + std::string(n, 's') + "\"");
+    for (size_t n : {15, 16, 65535, 65536}) {
+        std::string a = "[", o = "{";
+        for (size_t i = 0; i < n; i++) {
+            a += i ? ",1" : "1";
+            o += (i ? ",\"" : "\"") + std::to_string(i) + "\":null";
+        }
+        docs.push_back(a + "]");
+        docs.push_back(o + "}");
+    }
+    docs.push_back("{\"type\":\"track\",\"properties\":{\"a\":[1,-2,3.25,\"x\",{\"b\":null}]}}");
+    for (const std::string &doc : docs) {
+        packed ours;
+        ASSERT_EQ(0, sb_json_to_msgpack(doc.data(), doc.size(), &ours.pk, nullptr)) << doc;
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        size_t off = 0;
+        ASSERT_EQ(MSGPACK_UNPACK_SUCCESS, msgpack_unpack_next(&u, ours.sb.data, ours.sb.size, &off))
+            << doc.substr(0, 40);
+        EXPECT_EQ(ours.sb.size, off);
+        packed ref;
+        ASSERT_EQ(0, msgpack_pack_object(&ref.pk, u.data));
+        msgpack_unpacked_destroy(&u);
+        EXPECT_EQ(ref.bytes(), ours.bytes()) << doc.substr(0, 40);
+    }
+}
+
+// The writer copies plain ASCII 8 bytes at a time: every byte that needs attention must be
+// seen wherever it sits in a word.
+TEST(Json, WriterFindsEscapesAtEveryOffset)
+{
+    const std::vector<std::pair<std::string, std::string>> specials = {
+        {"\"", "\\\""},           {"\\", "\\\\"},           {"\n", "\\n"},
+        {"\x01", "\\u0001"},      {"\x1f", "\\u001f"},      {"\x7f", "\x7f"},
+        {"\xc3\xa9", "\xc3\xa9"}, {"\xff", "\xef\xbf\xbd"}, {" ", " "}};
+    for (size_t len : {7, 8, 9, 16, 23, 40})
+        for (size_t at = 0; at < len; at++)
+            for (const auto &sp : specials) {
+                std::string in(len, 'a'), want(len, 'a');
+                in.replace(at, 1, sp.first);
+                want.replace(at, 1, sp.second);
+                packed p;
+                msgpack_pack_str_with_body(&p.pk, in.data(), in.size());
+                EXPECT_EQ("\"" + want + "\"", to_json(p.bytes())) << len << " " << at;
+            }
+}
+
 TEST(Json, ThreadLocalParserIsReusedAcrossSizes)
 {
     std::string big = "[";
@@ -431,5 +509,47 @@ TEST(Json, ThreadLocalParserIsReusedAcrossSizes)
     for (int round = 0; round < 3; round++) {
         EXPECT_EQ("[1]", through("[1]"));
         EXPECT_EQ(big, through(big));
+    }
+}
+
+// The writer copies 8 plain bytes at a time: every byte value at every position of a string
+// longer than a word must still be escaped (or replaced) exactly as byte by byte.
+TEST(Json, WriterEscapesEveryByteAtEveryPosition)
+{
+    auto expect_one = [](unsigned c) -> std::string {
+        static const char hex[] = "0123456789abcdef";
+        switch (c) {
+        case '"':
+            return "\\\"";
+        case '\\':
+            return "\\\\";
+        case '\b':
+            return "\\b";
+        case '\f':
+            return "\\f";
+        case '\n':
+            return "\\n";
+        case '\r':
+            return "\\r";
+        case '\t':
+            return "\\t";
+        }
+        if (c < 0x20)
+            return std::string("\\u00") + hex[c >> 4] + hex[c & 15];
+        if (c >= 0x80)
+            return "\xef\xbf\xbd"; // a lone byte >= 0x80 is never valid UTF-8
+        return std::string(1, (char)c);
+    };
+    for (unsigned c = 0; c < 256; c++) {
+        for (size_t pos = 0; pos < 20; pos++) {
+            std::string s(20, 'a');
+            s[pos] = (char)c;
+            std::string mp = "\xd9";
+            mp += (char)s.size();
+            mp += s;
+            std::string want =
+                "\"" + std::string(pos, 'a') + expect_one(c) + std::string(19 - pos, 'a') + "\"";
+            ASSERT_EQ(want, to_json(mp)) << "byte " << c << " at " << pos;
+        }
     }
 }

@@ -428,3 +428,59 @@ TEST(MpReader, HugeCountsAreRefusedWithoutWork)
     EXPECT_EQ(0, sb_mp_check(deep.data() + deep.size() - 65, 65, 64));
     EXPECT_EQ(-EINVAL, sb_mp_check(deep.data() + deep.size() - 66, 66, 64));
 }
+
+// sb_mp_skip_bounded: one pass that skips a value, checks it and bounds its nesting; the cursor
+// stays put on any error; sb_mp_check is it plus "nothing after".
+TEST(MpReader, SkipBoundedChecksDepthAndBytes)
+{
+    for (unsigned depth = 0; depth < 70; depth++) {
+        std::string v(depth, '\x91'); // depth nested one-element arrays around a fixstr
+        v += "\xa2hi";
+        for (unsigned max : {0u, 1u, 63u, 64u}) {
+            sb_mp_reader r;
+            sb_mp_reader_init(&r, v.data(), v.size());
+            int rc = sb_mp_skip_bounded(&r, max);
+            if (depth <= max) {
+                EXPECT_EQ(0, rc) << depth << " " << max;
+                EXPECT_EQ(v.size(), sb_mp_reader_offset(&r));
+            } else {
+                EXPECT_EQ(-EINVAL, rc) << depth << " " << max;
+                EXPECT_EQ(0u, sb_mp_reader_offset(&r));
+            }
+            EXPECT_EQ(depth <= max ? 0 : -EINVAL, sb_mp_check(v.data(), v.size(), max));
+        }
+        // Cut anywhere: refused without moving (the fixstr fast path included).
+        for (size_t cut = 0; cut < v.size(); cut++) {
+            sb_mp_reader r;
+            sb_mp_reader_init(&r, v.data(), cut);
+            EXPECT_EQ(-EINVAL, sb_mp_skip_bounded(&r, 1024)) << depth << " " << cut;
+            EXPECT_EQ(0u, sb_mp_reader_offset(&r));
+        }
+    }
+    // Only one value is skipped: what follows is left for the caller (and fails sb_mp_check).
+    const char two[] = "\x92\x01\xa1x\x05";
+    sb_mp_reader r;
+    sb_mp_reader_init(&r, two, 5);
+    EXPECT_EQ(0, sb_mp_skip_bounded(&r, 4));
+    EXPECT_EQ(4u, sb_mp_reader_offset(&r));
+    EXPECT_EQ(-EINVAL, sb_mp_check(two, 5, 4));
+}
+
+// sb_mp_next's short-string fast path reads exactly what decode would, and refuses a fixstr
+// longer than the bytes left.
+TEST(MpReader, NextShortStringFastPath)
+{
+    const char s[] = "\xa3"
+                     "abc"
+                     "\xa5"
+                     "ab";
+    sb_mp_reader r;
+    sb_mp_item it;
+    sb_mp_reader_init(&r, s, sizeof s - 1);
+    ASSERT_EQ(0, sb_mp_next(&r, &it));
+    EXPECT_EQ(SB_MP_STR, it.type);
+    EXPECT_EQ(3u, it.v.str.len);
+    EXPECT_EQ(0, memcmp(it.v.str.ptr, "abc", 3));
+    EXPECT_EQ(-EINVAL, sb_mp_next(&r, &it));
+    EXPECT_EQ(4u, sb_mp_reader_offset(&r));
+}

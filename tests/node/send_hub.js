@@ -1,6 +1,8 @@
 // send_hub.js: a real Segment client (@segment/analytics-node) sends N events of all six types
 // to a segbus hub; prints one JSON line with what the hub answered and how long it took.
 // usage: node send_hub.js PORT WRITE_KEY N [PREFIX] [FLUSH_AT]
+// SEGBUS_NODE_MAX_RETRIES: the client's maxRetries (default 5; its backoff is capped at 1 s, so
+// 40 outlasts a hub restart). "neterrors" counts requests that got no answer (refused, reset).
 'use strict';
 const { Analytics, FetchHTTPClient } = require('@segment/analytics-node');
 
@@ -8,18 +10,25 @@ const [port, writeKey, nArg, prefix = 'hub-e2e', flushAtArg = '100'] = process.a
 const n = parseInt(nArg, 10);
 const statuses = {};
 let errors = 0;
+let neterrors = 0;
 const a = new Analytics({
   writeKey,
   host: `http://127.0.0.1:${port}`,
   path: '/v1/batch',
   maxEventsInBatch: parseInt(flushAtArg, 10),
   flushInterval: 50,
-  maxRetries: 5,
+  maxRetries: parseInt(process.env.SEGBUS_NODE_MAX_RETRIES || '5', 10),
   // 2.2.1 emits no http_response: count the hub's answers in the HTTP client itself.
   httpClient: {
     inner: new FetchHTTPClient(),
     async makeRequest(o) {
-      const r = await this.inner.makeRequest(o);
+      let r;
+      try {
+        r = await this.inner.makeRequest(o);
+      } catch (e) {
+        neterrors++;
+        throw e;
+      }
       statuses[r.status] = (statuses[r.status] || 0) + 1;
       return r;
     },
@@ -43,6 +52,6 @@ for (let i = 0; i < n; i++) {
 }
 a.closeAndFlush({ timeout: 600000 }).then(() => {
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  console.log(JSON.stringify({ events: n, ms, statuses, errors }));
+  console.log(JSON.stringify({ events: n, ms, statuses, neterrors, errors }));
   process.exit(errors ? 1 : 0);
 });

@@ -121,6 +121,37 @@ TEST(Dedup, ConstantTimePerEvent)
     EXPECT_EQ(sb_dedup_size(d.d), 131072u);
 }
 
+// sb_dedup_prefetch is a hint: interleaved with the checks (of the next id, of garbage, on a
+// dedup that is off) it changes no answer.
+TEST(Dedup, PrefetchChangesNothing)
+{
+    Dedup d(64, 0), off(0, 0);
+    std::mt19937_64 rng(11);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5000; i++)
+        ids.push_back("id-" + std::to_string(rng() % 100));
+    std::unordered_map<std::string, int> seen;
+    std::deque<std::string> fifo;
+    for (size_t i = 0; i < ids.size(); i++) {
+        if (i + 1 < ids.size())
+            sb_dedup_prefetch(d.d, ids[i + 1].data(), ids[i + 1].size());
+        uint64_t junk = rng();
+        sb_dedup_prefetch(d.d, &junk, sizeof junk);
+        sb_dedup_prefetch(off.d, &junk, sizeof junk);
+        int expect = seen.count(ids[i]) ? 1 : 0;
+        if (!expect) {
+            if (fifo.size() == 64) {
+                seen.erase(fifo.front());
+                fifo.pop_front();
+            }
+            fifo.push_back(ids[i]);
+            seen[ids[i]] = 1;
+        }
+        ASSERT_EQ(d.check(ids[i], 1), expect) << i;
+        ASSERT_EQ(off.check(ids[i], 1), 0);
+    }
+}
+
 } // namespace
 
 extern "C" {

@@ -271,4 +271,73 @@ TEST(Pipeline, PassDropReplaceAndCounters)
     sb_pipeline_free(p);
 }
 
+// verify walks the event once (no separate well-formedness pass): malformed bytes anywhere still
+// win over every other reason, nesting is bounded at 64 containers in all, and a container used
+// as a key is skipped whole.
+TEST(Verify, OnePassKeepsEveryRule)
+{
+    const Fields base = {{"type", Val::str("track")},
+                         {"userId", Val::str("u")},
+                         {"event", Val::str("E")},
+                         {"messageId", Val::str("m")}};
+    std::string ok = pack(base);
+    ASSERT_EQ(0, inspect(ok));
+    EXPECT_EQ(-1 - SB_VERIFY_MALFORMED, inspect(ok + "\x01")); // bytes after the map
+    // A duplicate key found first, a truncated value after it: malformed, not bad_field.
+    Fields dup = base;
+    dup.push_back({"userId", Val::str("v")});
+    EXPECT_EQ(-1 - SB_VERIFY_BAD_FIELD, inspect(pack(dup)));
+    dup.push_back({"properties", Val::raw("\x81\xa1k\xa5"
+                                          "ab")}); // str of 5, 2 bytes there
+    EXPECT_EQ(-1 - SB_VERIFY_MALFORMED, inspect(pack(dup)));
+    // Not a map: malformed when broken, not_a_map when well formed.
+    EXPECT_EQ(-1 - SB_VERIFY_NOT_A_MAP, inspect("\x92\x01\x02"));
+    EXPECT_EQ(-1 - SB_VERIFY_MALFORMED, inspect("\x92\x01"));
+    EXPECT_EQ(-1 - SB_VERIFY_MALFORMED, inspect("\x92\x01\x02\x03"));
+    // properties nested: the event's map, properties, then n more maps {"k": ...}.
+    for (int n : {61, 62, 63}) {
+        std::string v = "\xa1x";
+        for (int i = 0; i < n; i++)
+            v = "\x81\xa1k" + v;
+        Fields f = base;
+        f.push_back({"properties", Val::raw("\x81\xa1k" + v)});
+        EXPECT_EQ(n + 2 <= 64 ? 0 : -1 - SB_VERIFY_MALFORMED, inspect(pack(f))) << n;
+    }
+    // A map whose key is an array: skipped whole, whatever it holds; the event stays valid.
+    std::string odd = ok;
+    odd[0] = (char)(odd[0] + 1); // one more pair in the fixmap
+    odd += "\x92\xa1"
+           "a"
+           "\x81\xa1"
+           "b"
+           "\x01"; // key ["a", {"b": 1}]
+    odd += "\xa1v";
+    EXPECT_EQ(0, inspect(odd));
+    odd.pop_back(); // the value cut short
+    EXPECT_EQ(-1 - SB_VERIFY_MALFORMED, inspect(odd));
+}
+
+// The messageId guess used for prefetching: a fixstr or str8 after the key text, never read
+// past the bytes; anything else is no guess.
+TEST(Verify, GuessMessageId)
+{
+    const uint8_t *id;
+    size_t n;
+    std::string uuid = "0193a8c2-7f00-7000-8000-000000000001";
+    std::string ev = track(uuid);
+    ASSERT_EQ(1, sb_event_guess_message_id((const uint8_t *)ev.data(), ev.size(), &id, &n));
+    EXPECT_EQ(uuid, std::string((const char *)id, n));
+    ev = track("m-1");
+    ASSERT_EQ(1, sb_event_guess_message_id((const uint8_t *)ev.data(), ev.size(), &id, &n));
+    EXPECT_EQ("m-1", std::string((const char *)id, n));
+    std::string key = "\xa9messageId";
+    for (std::string bad : {std::string(), key, key + "\xd9", key + "\xd9\x05" + "abcd",
+                            key + "\xa5" + "abcd", key + "\x01\x02", std::string("\x81")}) {
+        EXPECT_EQ(0, sb_event_guess_message_id((const uint8_t *)bad.data(), bad.size(), &id, &n))
+            << bad.size();
+    }
+    std::string cut = ev.substr(0, ev.find("m-1") + 2); // the id's last byte missing
+    EXPECT_EQ(0, sb_event_guess_message_id((const uint8_t *)cut.data(), cut.size(), &id, &n));
+}
+
 } // namespace

@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <msgpack.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -378,6 +381,44 @@ std::map<std::string, int> ndjson_message_ids(const std::string &path, int *line
     return ids;
 }
 
+std::vector<std::string> json_message_ids(const std::string &json)
+{
+    std::vector<std::string> v;
+    for (size_t p = 0; (p = json.find("\"messageId\":\"", p)) != std::string::npos;) {
+        p += 13;
+        size_t e = json.find('"', p);
+        if (e == std::string::npos)
+            break;
+        v.push_back(json.substr(p, e - p));
+        p = e;
+    }
+    return v;
+}
+
+std::string hmac_sha256_hex(const std::string &key, const std::string &body)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    std::string s;
+
+    if (!HMAC(EVP_sha256(), key.data(), (int)key.size(), (const unsigned char *)body.data(),
+              body.size(), mac, &n))
+        return s;
+    for (unsigned i = 0; i < n; i++) {
+        s += hex[mac[i] >> 4];
+        s += hex[mac[i] & 15];
+    }
+    return s;
+}
+
+bool signature_ok(const std::string &header, const std::string &key, const std::string &body)
+{
+    std::string want = "sha256=" + hmac_sha256_hex(key, body);
+    return header.size() == want.size() &&
+           CRYPTO_memcmp(header.data(), want.data(), want.size()) == 0;
+}
+
 bool msgpack_batch_message_ids(const void *body, size_t len, std::map<std::string, int> &ids)
 {
     msgpack_unpacked u;
@@ -445,8 +486,11 @@ bool HttpReceiver::start(Handler handler)
             while (!stop_)
                 sb_loop_run_once(loop, 20 * 1000000LL);
             sb_http_server_free(srv);
-            for (int i = 0; i < 10; i++)
-                sb_loop_run_once(loop, 1000000LL);
+            // Let the closes of its connections complete (a stopped receiver must look like a
+            // dead process to its clients: connections reset, not left open and silent).
+            auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+            while (std::chrono::steady_clock::now() < end)
+                sb_loop_run_once(loop, 5 * 1000000LL);
         } else {
             fprintf(stderr, "HttpReceiver: %s\n", err);
             state_ = -1;

@@ -124,6 +124,13 @@ ndjson_message_ids(const std::string &path, int *lines = nullptr,
 // not such an envelope.
 bool msgpack_batch_message_ids(const void *body, size_t len, std::map<std::string, int> &ids);
 
+// Every "messageId":"..." in a JSON text (a webhook body, an NDJSON line), in order.
+std::vector<std::string> json_message_ids(const std::string &json);
+// Lowercase hex HMAC-SHA256 of body under key: what a receiver of signed webhooks checks.
+std::string hmac_sha256_hex(const std::string &key, const std::string &body);
+// Does the header value equal "sha256=" + hmac_sha256_hex(key, body)? Compared in constant time.
+bool signature_ok(const std::string &header, const std::string &key, const std::string &body);
+
 // An HTTP server on 127.0.0.1 running its own io_uring loop in a thread. The handler answers
 // each request with sb_http_respond (or respond_json below). stop() closes the listener and its
 // connections; start() again on the same port brings it back, as a destination that was down.
