@@ -744,11 +744,6 @@ void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool for
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
-static double backlog_batches(void *arg)
-{
-    return (double)((struct sb_output_runner *)arg)->bl_n;
-}
-
 static double backlog_bytes(void *arg)
 {
     return (double)((struct sb_output_runner *)arg)->bl_bytes;
@@ -807,10 +802,6 @@ static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
     sb_metrics_counter_ref(m, SB_M_DROPPED, "Events not delivered to an output, by reason.", filt,
                            &r->c.dropped_filtered);
     sb_metrics_counter_ref(m, SB_M_DROPPED, NULL, oldest, &r->c.dropped_oldest);
-    sb_metrics_gauge_fn(m, "segbus_output_backlog_batches",
-                        "Closed batches held in memory while the spool refuses them (full or no "
-                        "space); draining is paused meanwhile.",
-                        out, backlog_batches, r);
     sb_metrics_gauge_fn(m, "segbus_output_backlog_bytes",
                         "Bytes of those batches: at most what was read from the rings and is not "
                         "durable yet.",
