@@ -32,6 +32,8 @@ enum sb_cfg_log_level { SB_CFG_LOG_DEBUG, SB_CFG_LOG_INFO, SB_CFG_LOG_WARN, SB_C
 enum sb_spool_full_policy { SB_SPOOL_FULL_BLOCK, SB_SPOOL_FULL_DROP_OLDEST };
 enum sb_environment { SB_ENV_DEV, SB_ENV_STAGING, SB_ENV_PROD };
 enum sb_webhook_mode { SB_WEBHOOK_BATCH, SB_WEBHOOK_EVENT }; /* one POST per batch / event */
+#define SB_WEBHOOK_MAX_HEADERS 16
+
 enum sb_output_type {
     SB_OUTPUT_SEGMENT,
     SB_OUTPUT_HUB,
@@ -124,7 +126,8 @@ struct sb_output_config {
     char *secret;           /* HMAC-SHA256 signing secret; NULL = unsigned */
     char *signature_header; /* where the signature goes; NULL = "X-Signature" */
     enum sb_webhook_mode webhook_mode;
-    struct sb_kv_list headers; /* extra request headers: path = name, value */
+    struct sb_kv_list headers; /* extra request headers: path = name, value (at most
+                                  SB_WEBHOOK_MAX_HEADERS) */
     /* kafka */
     char *brokers;
     char *topic;             /* "{source}" = the output's one source */
@@ -181,6 +184,17 @@ struct sb_config {
         uint64_t body_timeout_ns;
         uint64_t idle_timeout_ns;
     } http;
+
+    /* A delivery worker's Kafka input (docs/kafka.md); off while brokers is NULL. */
+    struct {
+        char *brokers;
+        char *group;
+        struct sb_str_list topics;
+        char *value_format;           /* "auto" (NULL), "json" or "msgpack" */
+        uint64_t revoke_timeout_ns;   /* wait at most this for durability on a revoke */
+        struct sb_kv_list properties; /* librdkafka consumer properties, passed through */
+        int line;
+    } kafka_input;
 
     struct sb_source_config *sources;
     size_t n_sources;

@@ -25,6 +25,8 @@ struct sb_daemon;
  * the registry socket, the outputs, the metrics listener. 0, or -errno with err saying what
  * failed. Blocks briefly (DNS of HTTP outputs, spool recovery). */
 int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err, size_t errlen);
+/* The spool's max_pending_bytes (group-commit buffer) segbusd uses for cfg. */
+uint64_t sb_daemon_spool_pending(const struct sb_config *cfg);
 /* Run until a shutdown signal (or sb_daemon_stop) and the drain that follows. 0 when everything
  * was delivered, 1 when the shutdown timeout left work in the spool, -errno on a loop failure. */
 int sb_daemon_run(struct sb_daemon *d);

@@ -101,6 +101,8 @@ static void drop_oldest(struct sb_tail_impl *im)
     im->bytes -= e->json_len;
     free(e->json);
     free(e->k);
+    free(e->event);
+    free(e->user);
     memset(e, 0, sizeof *e);
     im->oldest_seq++;
 }

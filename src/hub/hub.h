@@ -26,7 +26,8 @@ extern "C" {
 struct sb_hub_sink {
     void *arg;
     size_t n_outputs;
-    /* One enriched, verified event (msgpack map); meta has source and received_at_ms set. The
+    /* One enriched, verified event (msgpack map); meta has source and received_at_ms set, and
+     * verified with sb_event_inspect's fields for exactly these bytes (see stage.h). The
      * daemon runs its pipeline and hands the result to the outputs' batchers. 0, or -errno
      * when it could not be taken (the request then fails with 503, nothing acknowledged). */
     int (*submit)(void *arg, const uint8_t *event, size_t len, struct sb_event_meta *meta);

@@ -21,16 +21,22 @@ static inline int put_raw(struct sb_buf *out, const char *s, size_t n)
     return 0;
 }
 
-/* Eight bytes that need no escaping: ASCII, not a control character, '"' or '\\'. */
-static inline bool plain8(const uint8_t *s)
+/* Eight bytes (of a word) that need no escaping: ASCII, not a control character, '"' or '\\'. */
+static inline bool plain_word(uint64_t v)
 {
-    uint64_t v, ctl, quo, bsl;
-    memcpy(&v, s, 8);
+    uint64_t ctl, quo, bsl;
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     ctl = v - ones * 0x20;            /* high bit set where a byte < 0x20 (or borrowed) */
     quo = (v ^ (ones * '"')) - ones;  /* high bit set where a byte == '"' */
     bsl = (v ^ (ones * '\\')) - ones; /* high bit set where a byte == '\\' */
     return ((v | ctl | quo | bsl) & highs) == 0;
+}
+
+static inline bool plain8(const uint8_t *s)
+{
+    uint64_t v;
+    memcpy(&v, s, 8);
+    return plain_word(v);
 }
 
 /* Length of the maximal subpart of an ill-formed sequence at p (p[0..n) is not valid UTF-8
@@ -74,6 +80,21 @@ static int put_string(struct sb_buf *out, const uint8_t *s, size_t n)
     uint8_t *o = out->data + out->len;
     *o++ = '"';
     size_t i = 0;
+    while (i + 8 <= n && plain8(s + i)) {
+        memcpy(o, s + i, 8);
+        o += 8;
+        i += 8;
+    }
+    if (i < n && n - i < 8) {
+        /* A short string or tail: checked as one word padded with 'a' (never read past n). */
+        uint64_t v = 0x6161616161616161ull;
+        memcpy(&v, s + i, n - i);
+        if (plain_word(v)) {
+            memcpy(o, s + i, n - i);
+            o += n - i;
+            i = n;
+        }
+    }
     while (i < n) {
         uint8_t c = s[i];
         if (i + 8 <= n && plain8(s + i)) {

@@ -10,7 +10,8 @@
 #include "net/http_client.h"
 #include "segbus/segbus.h"
 
-#define MAX_HEADERS 32 /* the common ones plus the webhook's extra headers (config-bounded) */
+/* The common headers plus a webhook's signature and its extra headers (config-bounded). */
+#define MAX_HEADERS (5 + SB_WEBHOOK_MAX_HEADERS)
 
 struct sb_http_post {
     const struct sb_output_config *cfg;

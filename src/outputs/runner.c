@@ -621,9 +621,18 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
         r->c.failed_attempts++;
         r->c.retried++;
         r->retry_at_ns = now + delay;
-        sb_warn("output", "%s: batch of %u events failed (%s %d); retry %u in %.1f s", r->cfg->name,
-                r->batch_count, res->status > 0 ? "HTTP" : "error", res->status, r->retry.retries,
-                (double)delay / 1e9);
+        /* Without a response the detail is our own error text (TLS verification, timeout),
+         * which says what to fix; a response body is not logged (it may echo the request). */
+        if (res->status > 0)
+            sb_warn("output", "%s: batch of %u events failed (HTTP %d); retry %u in %.3f s",
+                    r->cfg->name, r->batch_count, res->status, r->retry.retries,
+                    (double)delay / 1e9);
+        else
+            sb_warn("output", "%s: batch of %u events failed (%.*s); retry %u in %.3f s",
+                    r->cfg->name, r->batch_count,
+                    res->detail_len ? (int)(res->detail_len < 200 ? res->detail_len : 200) : 9,
+                    res->detail_len ? res->detail : "no detail", r->retry.retries,
+                    (double)delay / 1e9);
         break;
     case SB_HTTP_DEAD_LETTER: {
         uint32_t ok = res->delivered < r->batch_count ? res->delivered : 0;

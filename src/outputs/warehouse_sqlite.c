@@ -1,6 +1,7 @@
 /* warehouse_sqlite.c: the SQLite warehouse loader: Segment's warehouse schema in one database
  * file, one transaction per batch, schema evolution, idempotent on id, users upserted. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,11 +228,23 @@ static int ensure_columns(struct sq_wh *w, const struct sb_wh_row *row, struct s
 static int row_sig(struct sq_wh *w, const struct sb_wh_row *row)
 {
     sb_buf_clear(&w->sig);
-    int rc = sb_buf_append_str(&w->sig, row->table);
-    rc = rc ? rc : sb_buf_append(&w->sig, row->upsert ? "\001" : "\002", 1);
-    for (size_t i = 0; !rc && i < row->nfields; i++)
-        rc = sb_buf_append(&w->sig, row->fields[i].name, (size_t)row->fields[i].name_len + 1);
-    return rc;
+    size_t need = SB_WH_NAME_MAX + 2;
+    for (size_t i = 0; i < row->nfields; i++)
+        need += (size_t)row->fields[i].name_len + 1;
+    if (sb_buf_reserve(&w->sig, need))
+        return -ENOMEM;
+    /* one reservation, then plain copies: this runs for every row */
+    uint8_t *o = w->sig.data;
+    size_t tl = strlen(row->table);
+    memcpy(o, row->table, tl);
+    o += tl;
+    *o++ = row->upsert ? 1 : 2;
+    for (size_t i = 0; i < row->nfields; i++) {
+        memcpy(o, row->fields[i].name, (size_t)row->fields[i].name_len + 1);
+        o += row->fields[i].name_len + 1;
+    }
+    w->sig.len = (size_t)(o - w->sig.data);
+    return 0;
 }
 
 /* Prepare the insert for this row's shape (columns already ensured) and cache it. */
@@ -395,6 +408,14 @@ static void sq_close(struct sb_warehouse *base)
 
 static const struct sb_wh_ops sq_ops = {sq_begin, sq_row, sq_commit, sq_rollback, sq_close};
 
+/* SQLite counts every allocation under a global mutex for sqlite3_memory_used(), which nothing
+ * here reads; off, a load takes no lock per malloc. Only possible before SQLite's first use in
+ * the process: if another part initialised it already, the call fails and nothing changes. */
+static void sq_global_setup(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int sb_warehouse_sqlite_open(struct sb_warehouse **out, const char *path,
                              const struct sb_warehouse_options *opt, char *errmsg,
                              size_t errmsg_len)
@@ -402,6 +423,8 @@ int sb_warehouse_sqlite_open(struct sb_warehouse **out, const char *path,
     int rc = sb_wh_open_args(out, path, "sqlite: no database path", errmsg, errmsg_len);
     if (rc)
         return rc;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sq_global_setup);
     struct sq_wh *w = sb_wh_handle_new(sizeof(*w), &sq_ops, opt);
     if (!w)
         return -ENOMEM;

@@ -366,3 +366,49 @@ TEST(Config, Parsers)
 }
 
 } // namespace
+
+// Webhook settings: mode, signature header and extra headers are checked (never echoing a
+// header's value: it may be a token).
+TEST(Config, WebhookSettingsAreChecked)
+{
+    auto wh = [](const std::string &settings) {
+        return load_error("outputs:\n  - {type: webhook, name: w, settings: {url: "
+                          "http://127.0.0.1:9/h, " +
+                          settings + "}}\n");
+    };
+    EXPECT_NE(wh("mode: stream").find("not one of batch, event"), std::string::npos);
+    EXPECT_NE(wh("headers: {Content-Length: '1'}").find("Content-Length is set by segbusd"),
+              std::string::npos);
+    EXPECT_NE(wh("headers: {x-signature: abc}").find("is the signature header"), std::string::npos);
+    EXPECT_NE(wh("signature_header: Host").find("Host is set by segbusd"), std::string::npos);
+    std::string bad = wh("headers: {'Bad Name': tok-secret-1}");
+    EXPECT_NE(bad.find("is not a header name"), std::string::npos) << bad;
+    EXPECT_EQ(bad.find("tok-secret-1"), std::string::npos) << bad;
+    std::string many = "headers: {";
+    for (int i = 0; i < 17; i++)
+        many += (i ? ", X-H" : "X-H") + std::to_string(i) + ": v";
+    EXPECT_NE(wh(many + "}").find("at most 16"), std::string::npos);
+    EXPECT_NE(load_error("outputs:\n  - {type: file, name: f, settings: {path: /x, keep: 0}}\n")
+                  .find("out of range"),
+              std::string::npos);
+
+    sb_config cfg;
+    sb_config_error err{};
+    std::string ok = "outputs:\n  - type: webhook\n    name: w\n    integration: Webhooks\n"
+                     "    settings:\n      url: http://127.0.0.1:9/h\n      mode: event\n"
+                     "      secret: s\n      signature_header: X-Hub-Signature-256\n"
+                     "      headers: {Authorization: Bearer t, X-Team: growth}\n"
+                     "  - {type: file, name: f, settings: {path: /x, rotate_interval: 1h, "
+                     "keep: 3}}\n";
+    ASSERT_EQ(sb_config_load_string(&cfg, ok.data(), ok.size(), "test.yaml", &err), 0) << err.msg;
+    const sb_output_config &w = cfg.outputs[0];
+    EXPECT_EQ(w.webhook_mode, SB_WEBHOOK_EVENT);
+    EXPECT_STREQ(w.integration, "Webhooks");
+    EXPECT_STREQ(w.signature_header, "X-Hub-Signature-256");
+    ASSERT_EQ(w.headers.n, 2u);
+    EXPECT_STREQ(w.headers.items[0].path, "Authorization");
+    EXPECT_STREQ(w.headers.items[0].value, "Bearer t");
+    EXPECT_EQ(cfg.outputs[1].rotate_interval_ns, 3600 * SB_NS_PER_S);
+    EXPECT_EQ(cfg.outputs[1].keep, 3u);
+    sb_config_free(&cfg);
+}

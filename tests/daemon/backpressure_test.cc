@@ -15,6 +15,8 @@
 #include "harness.h"
 
 extern "C" {
+#include "config/config.h"
+#include "daemon/daemon.h"
 #include "segbus/segbus.h"
 }
 
@@ -102,6 +104,23 @@ TEST(Backpressure, FullSpoolPausesTheDrainWithinOneRingBatch)
     EXPECT_EQ(rx.max_copies(), 1);
     segbus_producer_close(h);
     EXPECT_EQ(d.stop(15), 0) << slurp(log);
+}
+
+// The group-commit buffer segbusd gives its spool: 2 MB, or more when an output's batches are
+// bigger (a batch must fit in one commit, or it could never be spooled).
+TEST(Backpressure, SpoolPendingFitsTheLargestBatch)
+{
+    for (auto [max_bytes, want] : {std::pair<const char *, uint64_t>{"500KB", 2u << 20},
+                                   {"1900KiB", 2u << 20},
+                                   {"4MiB", (4u << 20) + (64u << 10)}}) {
+        std::string text = std::string("outputs:\n  - {type: file, name: f, batch: {max_bytes: ") +
+                           max_bytes + "}, settings: {path: /tmp/x}}\n";
+        sb_config cfg;
+        sb_config_error err{};
+        ASSERT_EQ(0, sb_config_load_string(&cfg, text.data(), text.size(), "t", &err)) << text;
+        EXPECT_EQ(want, sb_daemon_spool_pending(&cfg)) << max_bytes;
+        sb_config_free(&cfg);
+    }
 }
 
 } // namespace

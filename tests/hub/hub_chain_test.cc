@@ -148,22 +148,15 @@ TEST(HubChain, SidecarToHubWebhookDownOthersFlowThenCatchesUp)
     wh.secret = "chain-s3cret";
     ASSERT_TRUE(wh.start());
     uint16_t hport = free_port(), hmport = free_port();
-    std::string sock = tmp / "sidecar.sock", db = tmp / "warehouse.db", out = tmp / "events.ndjson";
+    // Two daemons: each its own directory (socket, spool).
+    std::string hub_dir = tmp / "hub", side_dir = tmp / "side";
+    mkdir(hub_dir.c_str(), 0700);
+    mkdir(side_dir.c_str(), 0700);
+    std::string sock = side_dir + "/segbusd.sock", db = tmp / "warehouse.db",
+                out = tmp / "events.ndjson";
     std::string hub_cfg = tmp / "hub.yaml", side_cfg = tmp / "sidecar.yaml";
     std::string hub_log = tmp / "hub.log", side_log = tmp / "sidecar.log";
-    write_file(hub_cfg, "shutdown_timeout: 10s\nsocket: {path: " + tmp / "hub.sock" +
-                            "}\n"
-                            "batch: {max_events: 250, flush_interval: 10ms}\n"
-                            "dedup: {window_count: 100000, window_time: 1h}\n"
-                            "spool: {dir: " +
-                            tmp / "hub-spool" +
-                            ", segment_bytes: 4MiB, max_bytes: 256MiB}\n"
-                            "metrics: {listen: 127.0.0.1:" +
-                            std::to_string(hmport) +
-                            "}\n"
-                            "http: {enabled: true, listen: 127.0.0.1:" +
-                            std::to_string(hport) +
-                            "}\n"
+    write_file(hub_cfg, daemon_config(hub_dir, hport, hmport, 250) +
                             "sources: [{name: sidecars, write_keys: [wk_sidecar]}]\n"
                             "outputs:\n"
                             "  - {type: sqlite, name: warehouse, settings: {path: " +
@@ -175,14 +168,7 @@ TEST(HubChain, SidecarToHubWebhookDownOthersFlowThenCatchesUp)
                             "/hook, secret: chain-s3cret, timeout: 2s}}\n"
                             "  - {type: file, name: file, settings: {path: " +
                             out + "}}\n");
-    write_file(side_cfg, "shutdown_timeout: 10s\nsocket: {path: " + sock +
-                             "}\n"
-                             "ring: {capacity: 1MiB}\n"
-                             "batch: {max_events: 500, flush_interval: 10ms}\n"
-                             "spool: {dir: " +
-                             tmp / "side-spool" +
-                             ", segment_bytes: 4MiB, max_bytes: 256MiB}\n"
-                             "metrics: {listen: \"\"}\n"
+    write_file(side_cfg, daemon_config(side_dir, 0, 0) + "ring: {capacity: 1MiB}\n" +
                              "outputs:\n"
                              "  - {type: hub, name: hub, settings: {url: http://127.0.0.1:" +
                              std::to_string(hport) + "/v1/batch, write_key: wk_sidecar}}\n");
@@ -285,19 +271,7 @@ void restart_mid_stream(bool sigkill)
     TempDir tmp("segbus-restart");
     uint16_t port = free_port(), mport = free_port();
     std::string cfg = tmp / "hub.yaml", db = tmp / "warehouse.db";
-    write_file(cfg, "shutdown_timeout: 10s\nsocket: {path: " + tmp / "hub.sock" +
-                        "}\n"
-                        "batch: {max_events: 500, flush_interval: 10ms}\n"
-                        "dedup: {window_count: 100000, window_time: 1h}\n"
-                        "spool: {dir: " +
-                        tmp / "spool" +
-                        ", segment_bytes: 4MiB, max_bytes: 256MiB}\n"
-                        "metrics: {listen: 127.0.0.1:" +
-                        std::to_string(mport) +
-                        "}\n"
-                        "http: {enabled: true, listen: 127.0.0.1:" +
-                        std::to_string(port) +
-                        "}\n"
+    write_file(cfg, daemon_config(tmp.path, port, mport) +
                         "sources: [{name: web, write_keys: [wk_e2e]}]\n"
                         "outputs:\n"
                         "  - {type: sqlite, name: warehouse, settings: {path: " +

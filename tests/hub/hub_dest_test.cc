@@ -113,20 +113,7 @@ TEST(HubDestinations, RoutingSignedWebhooksAndRotatedFiles)
     uint16_t port = free_port(), mport = free_port();
     std::string cfg = tmp / "segbusd.yaml", log = tmp / "segbusd.log";
     std::string url = "http://127.0.0.1:" + std::to_string(rx.http.port);
-    write_file(cfg, "log_level: info\nshutdown_timeout: 10s\n"
-                    "socket: {path: " +
-                        tmp / "segbusd.sock" +
-                        "}\n"
-                        "batch: {max_events: 10, flush_interval: 10ms}\n"
-                        "spool: {dir: " +
-                        tmp / "spool" +
-                        ", segment_bytes: 1MiB, max_bytes: 64MiB}\n"
-                        "metrics: {listen: 127.0.0.1:" +
-                        std::to_string(mport) +
-                        "}\n"
-                        "http: {enabled: true, listen: 127.0.0.1:" +
-                        std::to_string(port) +
-                        "}\n"
+    write_file(cfg, daemon_config(tmp.path, port, mport, 10) +
                         "sources:\n"
                         "  - {name: web, write_keys: [wk_web]}\n"
                         "  - {name: ios, write_keys: [wk_ios]}\n"

@@ -76,8 +76,8 @@ TEST_F(HubE2E, AnswersOnlyOnceDurableAndSpeaksHttpLikeSegment)
     // A single track: 200 {"success":true} means it is in the spool (the file output may lag,
     // so wait for it there).
     Reply r = http_request(port, "POST", "/v1/track",
-                      std::string(kAuth) + "Content-Type: application/json\r\n",
-                      R"({"userId":"u1","event":"Signed Up","messageId":"e2e-single"})");
+                           std::string(kAuth) + "Content-Type: application/json\r\n",
+                           R"({"userId":"u1","event":"Signed Up","messageId":"e2e-single"})");
     EXPECT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.body, "{\"success\":true}");
     EXPECT_TRUE(r.has("Access-Control-Allow-Origin: *"));
@@ -88,15 +88,16 @@ TEST_F(HubE2E, AnswersOnlyOnceDurableAndSpeaksHttpLikeSegment)
                      R"("timestamp":"2023-01-01T00:00:00Z"}]})";
     sb_buf gz = SB_BUF_INIT;
     ASSERT_EQ(sb_gzip(&gz, js.data(), js.size(), -1), 0);
-    r = http_request(port, "POST", "/v1/b", "Content-Encoding: gzip\r\nOrigin: https://shop.example\r\n",
-                std::string((const char *)gz.data, gz.len));
+    r = http_request(port, "POST", "/v1/b",
+                     "Content-Encoding: gzip\r\nOrigin: https://shop.example\r\n",
+                     std::string((const char *)gz.data, gz.len));
     sb_buf_free(&gz);
     EXPECT_EQ(r.status, 200) << r.body;
     EXPECT_TRUE(r.has("Access-Control-Allow-Origin: https://shop.example")) << r.head;
 
     // CORS preflight.
     r = http_request(port, "OPTIONS", "/v1/t",
-                "Origin: https://shop.example\r\nAccess-Control-Request-Method: POST\r\n", "");
+                     "Origin: https://shop.example\r\nAccess-Control-Request-Method: POST\r\n", "");
     EXPECT_EQ(r.status, 204);
     EXPECT_TRUE(r.has("Access-Control-Allow-Methods: POST, OPTIONS"));
     EXPECT_TRUE(r.has("Authorization")) << r.head;
@@ -109,7 +110,7 @@ TEST_F(HubE2E, AnswersOnlyOnceDurableAndSpeaksHttpLikeSegment)
     EXPECT_EQ(r.status, 404);
     EXPECT_NE(r.body.find("unknown route"), std::string::npos);
     r = http_request(port, "POST", "/v1/batch", "Authorization: Basic d2tfZ29uZTo=\r\n",
-                R"({"batch":[]})");
+                     R"({"batch":[]})");
     EXPECT_EQ(r.status, 401);
     EXPECT_NE(r.body.find("expired"), std::string::npos) << r.body;
     r = http_request(port, "POST", "/v1/batch", "Authorization: Basic eHg6\r\n", R"({"batch":[]})");
@@ -118,8 +119,8 @@ TEST_F(HubE2E, AnswersOnlyOnceDurableAndSpeaksHttpLikeSegment)
     EXPECT_EQ(r.status, 400);
     EXPECT_NE(r.body.find("invalid JSON at byte"), std::string::npos) << r.body;
     r = http_request(port, "POST", "/v1/batch", kAuth,
-                R"({"batch":[{"type":"track","event":"E","messageId":"e2e-ok"},)"
-                R"({"type":"track","event":"E","userId":"u","messageId":"e2e-ok2"}]})");
+                     R"({"batch":[{"type":"track","event":"E","messageId":"e2e-ok"},)"
+                     R"({"type":"track","event":"E","userId":"u","messageId":"e2e-ok2"}]})");
     EXPECT_EQ(r.status, 200);
     EXPECT_NE(r.body.find("\"index\":0,\"reason\":\"no_identity\""), std::string::npos) << r.body;
     std::string big(600000, ' ');

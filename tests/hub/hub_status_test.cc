@@ -49,18 +49,7 @@ TEST(HubStatus, RefusedWebhookEventsAreDeadLetteredAndShownPerDestination)
     uint16_t port = free_port(), mport = free_port();
     std::string cfg = tmp / "segbusd.yaml", log = tmp / "segbusd.log";
     std::string url = "http://127.0.0.1:" + std::to_string(rx.port);
-    write_file(cfg, "shutdown_timeout: 10s\nsocket: {path: " + tmp / "segbusd.sock" +
-                        "}\n"
-                        "batch: {max_events: 100, flush_interval: 10ms}\n"
-                        "spool: {dir: " +
-                        tmp / "spool" +
-                        ", segment_bytes: 1MiB, max_bytes: 64MiB}\n"
-                        "metrics: {listen: 127.0.0.1:" +
-                        std::to_string(mport) +
-                        "}\n"
-                        "http: {enabled: true, listen: 127.0.0.1:" +
-                        std::to_string(port) +
-                        "}\n"
+    write_file(cfg, daemon_config(tmp.path, port, mport, 100) +
                         "sources: [{name: web, write_keys: [wk_web]}]\n"
                         "outputs:\n"
                         "  - {type: webhook, name: strict, settings: {url: " +

@@ -541,15 +541,17 @@ TEST(Json, WriterEscapesEveryByteAtEveryPosition)
         return std::string(1, (char)c);
     };
     for (unsigned c = 0; c < 256; c++) {
-        for (size_t pos = 0; pos < 20; pos++) {
-            std::string s(20, 'a');
-            s[pos] = (char)c;
-            std::string mp = "\xd9";
-            mp += (char)s.size();
-            mp += s;
-            std::string want =
-                "\"" + std::string(pos, 'a') + expect_one(c) + std::string(19 - pos, 'a') + "\"";
-            ASSERT_EQ(want, to_json(mp)) << "byte " << c << " at " << pos;
+        for (size_t len = 1; len <= 20; len++) {
+            for (size_t pos = 0; pos < len; pos++) {
+                std::string s(len, 'a');
+                s[pos] = (char)c;
+                std::string mp = "\xd9";
+                mp += (char)s.size();
+                mp += s;
+                std::string want = "\"" + std::string(pos, 'a') + expect_one(c) +
+                                   std::string(len - 1 - pos, 'a') + "\"";
+                ASSERT_EQ(want, to_json(mp)) << "byte " << c << " at " << pos << " of " << len;
+            }
         }
     }
 }

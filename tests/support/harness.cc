@@ -381,6 +381,21 @@ std::map<std::string, int> ndjson_message_ids(const std::string &path, int *line
     return ids;
 }
 
+std::string daemon_config(const std::string &dir, uint16_t http_port, uint16_t metrics_port,
+                          unsigned max_events)
+{
+    std::string c = "shutdown_timeout: 10s\nsocket: {path: " + dir + "/segbusd.sock}\n" +
+                    "batch: {max_events: " + std::to_string(max_events) +
+                    ", flush_interval: 10ms}\n" +
+                    "dedup: {window_count: 100000, window_time: 1h}\n" + "spool: {dir: " + dir +
+                    "/spool, segment_bytes: 4MiB, max_bytes: 256MiB}\n";
+    c += metrics_port ? "metrics: {listen: 127.0.0.1:" + std::to_string(metrics_port) + "}\n"
+                      : std::string("metrics: {listen: \"\"}\n");
+    if (http_port)
+        c += "http: {enabled: true, listen: 127.0.0.1:" + std::to_string(http_port) + "}\n";
+    return c;
+}
+
 std::vector<std::string> json_message_ids(const std::string &json)
 {
     std::vector<std::string> v;
@@ -543,6 +558,35 @@ int HubStandIn::max_copies()
     for (const auto &kv : ids)
         m = kv.second > m ? kv.second : m;
     return m;
+}
+
+TestCA::TestCA()
+{
+    ca = dir / "ca.pem";
+    other_ca = dir / "other-ca.pem";
+    cert = dir / "server.pem";
+    key = dir / "server.key";
+    wrong_host_cert = dir / "wrong.pem";
+    wrong_host_key = dir / "wrong.key";
+    // EC keys: generated in milliseconds, unlike RSA.
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    const std::string sign = " -CA ca.pem -CAkey ca.key -CAcreateserial -days 2";
+    RunResult r = run_shell(
+        "cd '" + dir.path + "' && set -e" + " && openssl req -x509" + ec +
+            " -keyout ca.key -out ca.pem -days 2 -subj /CN=segbus-test-ca" +
+            " && openssl req -x509" + ec +
+            " -keyout other.key -out other-ca.pem -days 2 -subj /CN=segbus-other-ca" +
+            " && openssl req" + ec + " -keyout server.key -out server.csr -subj /CN=localhost" +
+            " && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ok.cnf" +
+            " && openssl x509 -req -in server.csr -out server.pem -extfile ok.cnf" + sign +
+            " && openssl req" + ec + " -keyout wrong.key -out wrong.csr -subj /CN=segment.invalid" +
+            " && printf 'subjectAltName=DNS:segment.invalid\\n' > wrong.cnf" +
+            " && openssl x509 -req -in wrong.csr -out wrong.pem -extfile wrong.cnf" + sign +
+            " 2>&1",
+        30);
+    ok = r.code == 0;
+    if (!ok)
+        error = r.out + r.err;
 }
 
 void respond_json(sb_http_exchange *ex, int status, const std::string &body,

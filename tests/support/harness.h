@@ -100,6 +100,13 @@ RunResult run_shell(const std::string &command, int seconds = 60);
 // The built binaries.
 std::string segbus_cli();
 
+// The common head of a test segbusd config: socket <dir>/segbusd.sock, spool <dir>/spool,
+// batches of max_events flushed every 10 ms, a 1 h dedup window, metrics on 127.0.0.1:
+// metrics_port (off when 0), the hub's HTTP input on 127.0.0.1:http_port (off when 0). Append
+// sources: and outputs:.
+std::string daemon_config(const std::string &dir, uint16_t http_port, uint16_t metrics_port,
+                          unsigned max_events = 500);
+
 // A segbusd child process. Its stderr goes to the log file.
 struct Segbusd {
     pid_t pid = -1;
@@ -165,6 +172,17 @@ struct HubStandIn {
     bool start();
     size_t distinct();
     int max_copies(); // the most times one messageId arrived (1 when exactly once)
+};
+
+// A test PKI made with the openssl CLI in a temp dir: a CA, a server certificate signed by it
+// for IP 127.0.0.1 and DNS localhost (cert, key), one signed by it for another name only
+// (wrong_host_cert, wrong_host_key: a host-name mismatch), and an unrelated CA (other_ca).
+// ok is false (with the CLI's output in error) if openssl failed.
+struct TestCA {
+    TempDir dir{"segbus-ca"};
+    std::string ca, other_ca, cert, key, wrong_host_cert, wrong_host_key, error;
+    bool ok = false;
+    TestCA();
 };
 
 // Answers with a JSON body and Content-Type: application/json (plus extra headers as
