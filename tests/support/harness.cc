@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <vector>
 
@@ -80,19 +81,30 @@ std::string str_of(const msgpack_object &o)
 
 } // namespace
 
+// Below the kernel's ephemeral range: a client reconnecting to a port in that range while its
+// server is down can be given that very port as its own local port (TCP self-connect), and the
+// restarted server then cannot bind it. Random within the range below, checked by binding.
 uint16_t free_port()
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a = loopback(0);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (sockaddr *)&a, &len) != 0) {
+    unsigned lo = 32768;
+    if (FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+        if (fscanf(f, "%u", &lo) != 1)
+            lo = 32768;
+        fclose(f);
+    }
+    unsigned base = lo > 12000 ? 10000 : 1024, span = (lo > base + 1000 ? lo : 32768) - base;
+    static std::mt19937 rng(std::random_device{}() ^ (unsigned)getpid());
+    for (int tries = 0; tries < 200; tries++) {
+        uint16_t port = (uint16_t)(base + rng() % span);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a = loopback(port);
+        bool ok = fd >= 0 && bind(fd, (sockaddr *)&a, sizeof a) == 0;
         if (fd >= 0)
             close(fd);
-        return 0;
+        if (ok)
+            return port;
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    return 0;
 }
 
 TempDir::TempDir(const char *prefix)
@@ -470,6 +482,8 @@ void HttpReceiver::route(void *arg, sb_http_exchange *ex, const sb_http_message 
 bool HttpReceiver::start(Handler handler)
 {
     stop();
+    if (port == 0)
+        port = free_port(); // not an ephemeral one: it must survive restarts (see free_port)
     handler_ = std::move(handler);
     stop_ = false;
     state_ = 0;

@@ -23,7 +23,7 @@ struct sb_http_message;
 namespace sbt
 {
 
-// An unused TCP port on 127.0.0.1 (bound, read back, released).
+// An unused TCP port on 127.0.0.1, below the kernel's ephemeral range (see harness.cc).
 uint16_t free_port();
 
 // A fresh directory under /tmp, removed with its contents at destruction unless the
