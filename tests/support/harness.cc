@@ -157,6 +157,31 @@ bool wait_socket(const std::string &path, int ms)
     return wait_for([&] { return stat(path.c_str(), &st) == 0; }, ms);
 }
 
+int producer_open(segbus_producer_t **h, const std::string &sock,
+                  const segbus_producer_options_t *o, int ms)
+{
+    int rc = -1;
+    wait_for([&] { return (rc = segbus_producer_open(h, sock.c_str(), o)) != -SEGBUS_ENODAEMON; },
+             ms);
+    return rc;
+}
+
+double metric_value(const std::string &text, const std::string &name, const std::string &labels)
+{
+    double sum = -1;
+    size_t p = 0;
+    while ((p = text.find("\n" + name, p)) != std::string::npos) {
+        p += 1 + name.size();
+        size_t eol = text.find('\n', p);
+        std::string line = text.substr(p, eol == std::string::npos ? std::string::npos : eol - p);
+        if (line.empty() || (line[0] != ' ' && line[0] != '{') ||
+            line.find(labels) == std::string::npos)
+            continue;
+        sum = (sum < 0 ? 0 : sum) + atof(line.c_str() + line.rfind(' ') + 1);
+    }
+    return sum;
+}
+
 Reply http_request(uint16_t port, const std::string &method, const std::string &path,
                    const std::string &headers, const std::string &body, int timeout_s)
 {
