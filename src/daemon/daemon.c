@@ -952,6 +952,12 @@ void sb_daemon_free(struct sb_daemon *d)
 {
     if (!d)
         return;
+    if (d->loop) {
+        /* The loop still runs below (the spool's close, the final drain): a flush or tick timer
+         * firing then would reach the runners freed here. Cancelled, they never fire. */
+        sb_timer_cancel(d->loop, &d->flush_timer);
+        sb_timer_cancel(d->loop, &d->tick);
+    }
     sb_tail_free(d->tail); /* answers waiting /tail requests */
     if (d->http)
         sb_http_server_free(d->http);
