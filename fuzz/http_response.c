@@ -1,10 +1,12 @@
 /* http_response.c: fuzz the client's response path: the HTTP/1.1 response parser (chunked,
- * Content-Length, read-to-close bodies, 1xx interim responses), Retry-After, and end of stream. */
+ * Content-Length, read-to-close bodies, 1xx interim responses), Retry-After as both the client
+ * and the outputs' retry policy read it, and end of stream. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net/http.h"
+#include "pipeline/retry.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -34,9 +36,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const struct sb_http_message *m = sb_http_parser_msg(&p);
         if (m->body_len > lim.max_body_bytes || (head && m->body_len))
             abort();
-        int64_t ra = sb_http_retry_after(sb_http_header_get(m, "Retry-After"), 300);
+        const char *ra_text = sb_http_header_get(m, "Retry-After");
+        int64_t ra = sb_http_retry_after(ra_text, 300);
         if (ra < -1 || ra > 300)
             abort();
+        uint64_t delay = 0;
+        if (sb_retry_after_parse(ra_text, 1801353600, &delay) == 0 && delay > SB_RETRY_AFTER_CAP_NS)
+            abort(); /* a server can never make an output wait longer than 300 s */
         sb_http_parser_next(&p);
         sb_http_parser_expect_head(&p, head);
     }

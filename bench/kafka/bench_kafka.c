@@ -9,6 +9,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "bench_event.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
 #include "net/loop.h"
@@ -24,16 +25,11 @@ static void on_durable(void *arg, uint64_t seq)
         sb_output_runner_on_durable(runner, seq);
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 int main(int argc, char **argv)
 {
     const char *format = argc > 1 ? argv[1] : "json";
     long n = argc > 2 ? atol(argv[2]) : 100000;
-    char err[512], tmpl[] = "/tmp/segbus-bench-kafka-XXXXXX", spool_dir[300], id[32], user[32];
+    char err[512], tmpl[] = "/tmp/segbus-bench-kafka-XXXXXX", spool_dir[300], user[32];
     rd_kafka_conf_t *mconf = rd_kafka_conf_new();
     rd_kafka_conf_set(mconf, "log_level", "3", err, sizeof err); /* the mock's own handle */
     rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof err);
@@ -76,17 +72,7 @@ int main(int argc, char **argv)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     t0 = sb_now_ns();
     for (long i = 0; i < n; i++) {
-        snprintf(id, sizeof id, "m%ld", i);
-        snprintf(user, sizeof user, "u%ld", i % 1000);
-        msgpack_sbuffer_clear(&sb);
-        msgpack_pack_map(&pk, 6);
-        pack_str(&pk, "type"), pack_str(&pk, "track");
-        pack_str(&pk, "userId"), pack_str(&pk, user);
-        pack_str(&pk, "event"), pack_str(&pk, "Order Completed");
-        pack_str(&pk, "messageId"), pack_str(&pk, id);
-        pack_str(&pk, "properties"), msgpack_pack_map(&pk, 1);
-        pack_str(&pk, "total"), msgpack_pack_int(&pk, 42);
-        pack_str(&pk, "timestamp"), pack_str(&pk, "2026-11-28T14:00:00.000Z");
+        bench_pack_event(&sb, &pk, i, user);
         while (sb_output_runner_backlog(runner)) { /* the spool is full: let it drain */
             sb_loop_run_once(loop, 1000000);
             sb_output_runner_tick(runner, sb_now_ns(), false);

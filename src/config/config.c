@@ -420,6 +420,15 @@ static const struct field http_fields[] = {
     {"idle_timeout", K_DURATION, CO(http.idle_timeout_ns), SB_NS_PER_MS, 86400 * SB_NS_PER_S, NULL,
      NULL, NULL, 0},
     END};
+static const struct field kafka_input_fields[] = {
+    {"brokers", K_STR, CO(kafka_input.brokers), 0, 0, NULL, NULL, NULL, 0},
+    {"group", K_STR, CO(kafka_input.group), 0, 0, NULL, NULL, NULL, 0},
+    {"topics", K_STRLIST, CO(kafka_input.topics), 0, 0, NULL, NULL, NULL, 0},
+    {"value_format", K_STR, CO(kafka_input.value_format), 0, 0, NULL, NULL, NULL, 0},
+    {"revoke_timeout", K_DURATION, CO(kafka_input.revoke_timeout_ns), SB_NS_PER_MS,
+     3600 * SB_NS_PER_S, NULL, NULL, NULL, 0},
+    {"properties", K_KV, CO(kafka_input.properties), 0, 0, NULL, NULL, NULL, 0},
+    END};
 static const struct field top_fields[] = {
     {"log_level", K_ENUM, CO(log_level), 0, 0, log_levels, NULL, NULL, 0},
     {"shutdown_timeout", K_DURATION, CO(shutdown_timeout_ns), 0, 3600 * SB_NS_PER_S, NULL, NULL,
@@ -431,6 +440,7 @@ static const struct field top_fields[] = {
     {"spool", K_MAP, 0, 0, 0, NULL, spool_fields, NULL, 0},
     {"metrics", K_MAP, 0, 0, 0, NULL, metrics_fields, NULL, 0},
     {"http", K_MAP, 0, 0, 0, NULL, http_fields, NULL, 0},
+    {"kafka_input", K_MAP, 0, 0, 0, NULL, kafka_input_fields, NULL, 0},
     {"sources", K_SKIP, 0, 0, 0, NULL, NULL, NULL, 0},
     {"outputs", K_SKIP, 0, 0, 0, NULL, NULL, NULL, 0},
     END};
@@ -974,6 +984,7 @@ int sb_config_defaults(struct sb_config *cfg)
     cfg->http.header_timeout_ns = 10 * SB_NS_PER_S;
     cfg->http.body_timeout_ns = 30 * SB_NS_PER_S;
     cfg->http.idle_timeout_ns = 60 * SB_NS_PER_S;
+    cfg->kafka_input.revoke_timeout_ns = 30 * SB_NS_PER_S;
     if (!cfg->socket.path || !cfg->spool.dir || !cfg->metrics.listen || !cfg->http.listen) {
         sb_config_free(cfg);
         return -ENOMEM;
@@ -1046,6 +1057,11 @@ void sb_config_free(struct sb_config *cfg)
     free(cfg->http.listen);
     free(cfg->http.tls_cert);
     free(cfg->http.tls_key);
+    free(cfg->kafka_input.brokers);
+    free(cfg->kafka_input.group);
+    str_list_free(&cfg->kafka_input.topics);
+    free(cfg->kafka_input.value_format);
+    kv_list_free(&cfg->kafka_input.properties);
     for (size_t i = 0; i < cfg->n_sources; i++)
         source_free(&cfg->sources[i]);
     free(cfg->sources);
@@ -1285,6 +1301,30 @@ static int parse_outputs(struct ctx *c, yaml_node_t *node)
 
 /* ---- loading ------------------------------------------------------------------------------ */
 
+/* A kafka_input block, when given, names its brokers, its consumer group and its topics. */
+static int check_kafka_input(struct ctx *c, yaml_node_t *node)
+{
+    struct sb_config *cfg = c->cfg;
+    const char *vf = cfg->kafka_input.value_format;
+
+    if (!node || is_null(node))
+        return 0;
+    cfg->kafka_input.line = (int)node->start_mark.line + 1;
+    if (!cfg->kafka_input.brokers && !cfg->kafka_input.group && !cfg->kafka_input.topics.n)
+        return 0; /* the block with its defaults: off */
+    if (!cfg->kafka_input.brokers)
+        return fail(c, node, "kafka_input.brokers",
+                    "the Kafka input needs brokers (host:port,...)");
+    if (!cfg->kafka_input.group)
+        return fail(c, node, "kafka_input.group", "the Kafka input needs a consumer group name");
+    if (!cfg->kafka_input.topics.n)
+        return fail(c, node, "kafka_input.topics", "the Kafka input needs a list of topics");
+    if (vf && strcmp(vf, "auto") && strcmp(vf, "json") && strcmp(vf, "msgpack"))
+        return fail(c, map_get(c, node, "value_format"), "kafka_input.value_format",
+                    "'%.40s' is not one of auto, json, msgpack", vf);
+    return 0;
+}
+
 static int load_document(struct ctx *c, yaml_document_t *doc)
 {
     struct sb_config *cfg = c->cfg;
@@ -1316,7 +1356,7 @@ static int load_document(struct ctx *c, yaml_document_t *doc)
                     "tls_cert and tls_key go together: give both or neither");
     if (cfg->http.enabled && !cfg->http.listen)
         return fail(c, map_get(c, root, "http"), "http.listen", "the HTTP input needs listen");
-    return 0;
+    return check_kafka_input(c, map_get(c, root, "kafka_input"));
 }
 
 int sb_config_load_string(struct sb_config *cfg, const char *text, size_t len, const char *name,

@@ -185,6 +185,17 @@ struct sb_config {
         uint64_t idle_timeout_ns;
     } http;
 
+    /* A delivery worker's Kafka input (docs/kafka.md); off while brokers is NULL. */
+    struct {
+        char *brokers;
+        char *group;
+        struct sb_str_list topics;
+        char *value_format;           /* "auto" (NULL), "json" or "msgpack" */
+        uint64_t revoke_timeout_ns;   /* wait at most this for durability on a revoke */
+        struct sb_kv_list properties; /* librdkafka consumer properties, passed through */
+        int line;
+    } kafka_input;
+
     struct sb_source_config *sources;
     size_t n_sources;
     struct sb_output_config *outputs;

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "kafka_input/kafka_input.h"
 #include "outputs/output.h"
 #include "segbus/segbus.h"
 
@@ -91,8 +92,14 @@ int main(int argc, char **argv)
         sb_config_free(&cfg);
         return EXIT_CONFIG;
     }
+    if (sb_kafka_input_check(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "segbusd: %s: %s\n", path, err);
+        sb_config_free(&cfg);
+        return EXIT_CONFIG;
+    }
     if (check) {
-        printf("%s: OK (%zu source(s), %zu output(s))\n", path, cfg.n_sources, cfg.n_outputs);
+        printf("%s: OK (%zu source(s), %zu output(s)%s)\n", path, cfg.n_sources, cfg.n_outputs,
+               cfg.kafka_input.brokers ? ", kafka input" : "");
         sb_config_free(&cfg);
         return 0;
     }

@@ -79,6 +79,10 @@ struct sb_timer {
     struct sb_op cancel_op;
     struct __kernel_timespec ts;
     sb_timer_fn fn;
+    /* Optional: called once, when the last SQE of the timer completes while it is not armed
+     * (cleared before the call). Set it after a cancel to learn when the memory may go,
+     * instead of polling sb_timer_idle(). */
+    sb_timer_fn idle_fn;
     bool armed;
     unsigned pending; /* timeout SQEs the kernel has not completed yet */
 };

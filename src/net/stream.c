@@ -171,6 +171,11 @@ static int tls_pump(struct sb_stream *s)
     return flush_wbio(s); /* session tickets, key updates */
 }
 
+static void timer_idle(struct sb_timer *t)
+{
+    maybe_finish(SB_CONTAINER_OF(t, struct sb_stream, timer));
+}
+
 static void finish_cqe(struct sb_op *op, int res, uint32_t flags)
 {
     (void)res;
@@ -180,7 +185,9 @@ static void finish_cqe(struct sb_op *op, int res, uint32_t flags)
     if (s->connect_armed || s->recv_armed || s->send_armed)
         return; /* their CQEs call maybe_finish again */
     if (!sb_timer_idle(&s->timer)) {
-        maybe_finish(s); /* the timer's cancellation CQE is on its way: look again */
+        /* The cancelled timeout's CQE is on its way (through task work, so only once the loop
+         * waits): be called then rather than spin on NOPs until it comes. */
+        s->timer.idle_fn = timer_idle;
         return;
     }
     if (s->fd >= 0)
@@ -452,7 +459,11 @@ static void deadline_fire(struct sb_timer *t)
 {
     struct sb_stream *s = SB_CONTAINER_OF(t, struct sb_stream, timer);
     s->timer_at = 0;
-    if (s->closing || s->deadline_at == 0)
+    if (s->closing) {
+        maybe_finish(s); /* a close whose cancel came too late may be waiting for this */
+        return;
+    }
+    if (s->deadline_at == 0)
         return;
     uint64_t now = sb_now_ns();
     if (now < s->deadline_at) { /* the deadline moved later since the timer was armed */

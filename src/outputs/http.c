@@ -9,6 +9,8 @@
 #include <openssl/evp.h>
 
 #include "json/json.h"
+#include "mp/mp_reader.h"
+#include "pipeline/batch.h"
 #include "outputs/http_post.h"
 #include "outputs/output.h"
 
@@ -16,7 +18,7 @@ struct http_out {
     bool json; /* Segment: JSON; hub: msgpack */
     struct sb_http_post *post;
     char *auth; /* "Basic base64(key:)", or NULL */
-    struct sb_buf body;
+    struct sb_buf body, scratch;
 };
 
 static int http_init_common(void **state, const struct sb_output_config *cfg, struct sb_loop *loop,
@@ -67,6 +69,34 @@ static int hub_init(void **state, const struct sb_output_config *cfg, struct sb_
     return http_init_common(state, cfg, loop, err, errlen, false);
 }
 
+/* -EMSGSIZE if an event of the batch is over Segment's 32 KB once written as JSON. JSON is at
+ * most 8 times its msgpack (a 1-byte false is "false,", a control character "\u0001"), so only
+ * events over 4 KB of msgpack are written out again to be measured. */
+static int event_too_large(struct http_out *h, const struct sb_delivery *d)
+{
+    struct sb_mp_reader rd;
+    size_t consumed;
+
+    if (d->len < SB_BATCH_HEAD_BYTES + SB_BATCH_TAIL_BYTES)
+        return 0;
+    sb_mp_reader_init(&rd, d->envelope + SB_BATCH_HEAD_BYTES,
+                      d->len - SB_BATCH_HEAD_BYTES - SB_BATCH_TAIL_BYTES);
+    for (uint32_t i = 0; i < d->count; i++) {
+        size_t at = sb_mp_reader_offset(&rd);
+        if (sb_mp_skip(&rd) != 0)
+            return 0; /* not ours to judge: the JSON writer reports malformed batches */
+        size_t len = sb_mp_reader_offset(&rd) - at;
+        if (len * 8 <= SB_SEGMENT_MAX_EVENT_BYTES)
+            continue;
+        sb_buf_clear(&h->scratch);
+        if (sb_msgpack_to_json(d->envelope + SB_BATCH_HEAD_BYTES + at, len, &consumed, &h->scratch))
+            return 0;
+        if (h->scratch.len > SB_SEGMENT_MAX_EVENT_BYTES)
+            return -EMSGSIZE;
+    }
+    return 0;
+}
+
 static int http_deliver(void *state, struct sb_delivery *d)
 {
     struct http_out *h = state;
@@ -82,10 +112,15 @@ static int http_deliver(void *state, struct sb_delivery *d)
             return rc;
         body = h->body.data;
         body_len = h->body.len;
-        /* Segment answers 400 to a body over 500 KB and drops the whole batch: never send one;
-         * the runner splits the batch instead (the msgpack bound cannot see JSON's escapes). */
+        /* Segment answers 400 to a body over 500 KB, or with one event over 32 KB, and drops
+         * the whole batch: never send one; the runner splits the batch instead, down to the
+         * one event that is too large, which it dead-letters (the msgpack bounds the pipeline
+         * checked cannot see JSON's escapes). */
         if (body_len > SB_SEGMENT_MAX_BATCH_BYTES && d->count > 0)
             return -EMSGSIZE;
+        rc = event_too_large(h, d);
+        if (rc)
+            return rc;
     }
     return sb_http_post_send(h->post, body, body_len,
                              h->json ? "application/json" : "application/msgpack", &auth,
@@ -100,10 +135,11 @@ static void http_destroy(void *state)
         return;
     sb_http_post_free(h->post);
     sb_buf_free(&h->body);
+    sb_buf_free(&h->scratch);
     free(h->auth);
     free(h);
 }
 
 const struct sb_output_plugin sb_output_segment = {"segment", segment_init, http_deliver,
-                                                   http_destroy};
-const struct sb_output_plugin sb_output_hub = {"hub", hub_init, http_deliver, http_destroy};
+                                                   http_destroy, NULL};
+const struct sb_output_plugin sb_output_hub = {"hub", hub_init, http_deliver, http_destroy, NULL};

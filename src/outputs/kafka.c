@@ -4,14 +4,15 @@
  * Topic: settings.topic, where "{source}" stands for the output's one source. Key: userId,
  * else anonymousId (so one user's events stay ordered within a partition; murmur2 like the
  * Java client unless properties say otherwise). Value: the event as JSON (default) or msgpack
- * (settings.value_format). Headers: "type" and "messageId".
+ * (settings.value_format). Headers: "type", "messageId" and, when the output has one source,
+ * "source" (the workers' kafka input gives each event its source from it).
  *
  * Loop integration: librdkafka runs its own broker threads; what reaches us (delivery reports,
- * errors) waits on its main queue. rd_kafka_queue_io_event_enable() makes librdkafka write to
- * an eventfd when that queue becomes non-empty; an io_uring read on the eventfd wakes the loop,
- * which then serves the queue with rd_kafka_poll(rk, 0) until it is empty (never blocking) and
- * re-arms the read. Chosen over a periodic rd_kafka_poll timer: no latency floor and no
- * wake-ups while idle, and every callback runs on the loop's thread as the runner requires.
+ * errors) waits on its main queue, which kafka_input/kafka_waker.h puts on the io_uring loop
+ * (an eventfd that librdkafka writes when the queue becomes non-empty); the loop then serves
+ * the queue with rd_kafka_poll(rk, 0) until it is empty (never blocking). Chosen over a periodic
+ * rd_kafka_poll timer: no latency floor and no wake-ups while idle, and every callback runs on the
+ * loop's thread as the runner requires.
  *
  * Failures: a message that librdkafka could not deliver within message.timeout.ms (it retries
  * broker outages itself until then) or could not even enqueue fails the attempt as a network
@@ -21,28 +22,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
 #include "common/log.h"
 #include "json/json.h"
+#include "kafka_input/kafka_waker.h"
 #include "mp/mp_reader.h"
 #include "net/loop.h"
 #include "outputs/output.h"
 #include "pipeline/batch.h"
-
-/* The eventfd read outlives the output when it is destroyed with the read in flight: it is
- * cancelled and the waker frees itself when its CQE comes back. */
-struct kafka_waker {
-    struct sb_op op;
-    uint64_t value;
-    int fd;
-    bool armed;
-    bool dead;
-    struct kafka_out *k;
-};
 
 struct kafka_out {
     char *name;
@@ -50,7 +39,8 @@ struct kafka_out {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
     bool json;
-    struct kafka_waker *waker;
+    struct sb_kafka_waker *waker;
+    char *source; /* the output's one source (header "source"), or NULL */
     struct sb_buf value;
     /* the attempt in flight */
     struct sb_delivery *d;
@@ -108,41 +98,14 @@ static void kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaqu
             reason);
 }
 
-static int waker_arm(struct kafka_waker *w, struct sb_loop *loop);
-
-static void waker_done(struct sb_op *op, int res, uint32_t flags)
+/* The main queue has something (delivery reports, errors): serve all of it now; the
+ * callbacks may finish the attempt, and the runner may start the next one from there. */
+static void kafka_serve(void *arg)
 {
-    struct kafka_waker *w = SB_CONTAINER_OF(op, struct kafka_waker, op);
-    struct kafka_out *k = w->k;
+    struct kafka_out *k = arg;
 
-    (void)flags;
-    w->armed = false;
-    if (w->dead) {
-        close(w->fd);
-        free(w);
-        return;
-    }
-    if (res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED)
-        sb_error("kafka", "output %s: eventfd read: %s", k->name, strerror(-res));
-    /* Serve everything queued now; the callbacks may start the next attempt. */
     while (rd_kafka_poll(k->rk, 0) > 0)
         ;
-    if (waker_arm(w, k->loop) != 0)
-        sb_error("kafka", "output %s: cannot re-arm the eventfd read", k->name);
-}
-
-static int waker_arm(struct kafka_waker *w, struct sb_loop *loop)
-{
-    struct io_uring_sqe *sqe;
-
-    if (w->armed)
-        return 0;
-    sqe = sb_loop_sqe(loop, &w->op, waker_done);
-    if (!sqe)
-        return -EBUSY;
-    io_uring_prep_read(sqe, w->fd, &w->value, sizeof w->value, 0);
-    w->armed = true;
-    return 0;
 }
 
 /* settings.topic with "{source}" replaced by the output's one source. */
@@ -193,10 +156,8 @@ static int kafka_init(void **state, const struct sb_output_config *cfg, struct s
 {
     struct kafka_out *k = calloc(1, sizeof *k);
     rd_kafka_conf_t *conf = NULL;
-    rd_kafka_queue_t *q;
     char why[512];
     char *topic = NULL;
-    static const uint64_t one = 1;
     int rc = -EINVAL;
 
     if (!k)
@@ -237,6 +198,7 @@ static int kafka_init(void **state, const struct sb_output_config *cfg, struct s
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr);
     rd_kafka_conf_set_error_cb(conf, kafka_error);
+    rd_kafka_conf_set_log_cb(conf, sb_kafka_log);
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
     if (!k->rk) {
         snprintf(err, errlen, "output %s: cannot create the Kafka producer: %s", k->name, why);
@@ -249,24 +211,14 @@ static int kafka_init(void **state, const struct sb_output_config *cfg, struct s
                  rd_kafka_err2str(rd_kafka_last_error()));
         goto fail;
     }
-    k->waker = calloc(1, sizeof *k->waker);
-    if (!k->waker)
+    rc = sb_kafka_waker_new(&k->waker, loop, rd_kafka_queue_get_main(k->rk), kafka_serve, k);
+    if (rc) {
+        snprintf(err, errlen, "output %s: cannot put the Kafka queue on the loop: %s", k->name,
+                 strerror(-rc));
+        goto fail;
+    }
+    if (cfg->sources.n == 1 && !(k->source = strdup(cfg->sources.items[0])))
         goto nomem;
-    k->waker->k = k;
-    k->waker->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (k->waker->fd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "output %s: eventfd: %s", k->name, strerror(errno));
-        goto fail;
-    }
-    q = rd_kafka_queue_get_main(k->rk);
-    rd_kafka_queue_io_event_enable(q, k->waker->fd, &one, sizeof one);
-    rd_kafka_queue_destroy(q);
-    if (waker_arm(k->waker, loop) != 0) {
-        rc = -EBUSY;
-        snprintf(err, errlen, "output %s: no SQE for the eventfd read", k->name);
-        goto fail;
-    }
     free(topic);
     *state = k;
     return 0;
@@ -300,7 +252,7 @@ static int kafka_produce_one(struct kafka_out *k, const uint8_t *ev, size_t len)
     const char *mid = event_str(ev, len, "messageId", &mlen);
     const void *val = ev;
     size_t vlen = len;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
     rd_kafka_resp_err_t e;
 
     if (!key || !klen)
@@ -323,6 +275,8 @@ static int kafka_produce_one(struct kafka_out *k, const uint8_t *ev, size_t len)
         rd_kafka_header_add(h, "type", 4, type, (ssize_t)tlen);
     if (mid)
         rd_kafka_header_add(h, "messageId", 9, mid, (ssize_t)mlen);
+    if (k->source) /* the workers' per-source plans and output filters need it */
+        rd_kafka_header_add(h, "source", 6, k->source, -1);
     e = rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(k->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                           RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_KEY(key, klen),
                           RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
@@ -379,6 +333,7 @@ static void kafka_destroy(void *state)
     if (!k)
         return;
     k->d = NULL; /* the runner is going away: reports served below must not reach it */
+    sb_kafka_waker_free(k->waker); /* before the handle goes: no more eventfd writes */
     if (k->rk) {
         /* Give queued messages a moment, then drop the rest: the spool still holds the batch,
          * so whatever is purged here is sent again at the next start. */
@@ -389,19 +344,11 @@ static void kafka_destroy(void *state)
             rd_kafka_topic_destroy(k->rkt);
         rd_kafka_destroy(k->rk);
     }
-    if (k->waker) {
-        if (k->waker->armed) {
-            k->waker->dead = true;
-            (void)sb_loop_cancel(k->loop, &k->waker->op);
-        } else {
-            if (k->waker->fd >= 0)
-                close(k->waker->fd);
-            free(k->waker);
-        }
-    }
+    free(k->source);
     sb_buf_free(&k->value);
     free(k->name);
     free(k);
 }
 
-const struct sb_output_plugin sb_output_kafka = {"kafka", kafka_init, kafka_deliver, kafka_destroy};
+const struct sb_output_plugin sb_output_kafka = {"kafka", kafka_init, kafka_deliver, kafka_destroy,
+                                                 NULL};

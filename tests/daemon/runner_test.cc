@@ -283,7 +283,7 @@ TEST(OutputRunner, SegmentSplitsBatchesTooLargeAsJson)
     oc.name = strdup("seg");
     oc.write_key = strdup("k");
     oc.gzip = false;
-    oc.batch.max_events = 3;
+    oc.batch.max_events = 20;
     std::string url = "http://127.0.0.1:" + std::to_string(sb_http_server_port(hs));
     ASSERT_EQ(sb_parse_endpoint(url.c_str(), "/v1/batch", &oc.endpoint), 0);
     sb_output_runner *r;
@@ -291,12 +291,14 @@ TEST(OutputRunner, SegmentSplitsBatchesTooLargeAsJson)
         sb_output_runner_new(&r, &oc, 0, loop, spool, spool_dir.c_str(), nullptr, err, sizeof err),
         0)
         << err;
-    for (int i = 0; i < 3; i++) {
+    // 5 KB of control characters: 30 KB each as JSON (under Segment's 32 KB per event), so 20
+    // of them fit the batcher's 500 KB msgpack bound but make 600 KB of JSON.
+    for (int i = 0; i < 20; i++) {
         std::string e = pack({{"type", Val::str("track")},
                               {"userId", Val::str("u")},
                               {"event", Val::str("E")},
                               {"messageId", Val::str("big" + std::to_string(i))},
-                              {"blob", Val::str(std::string(30000, '\x01'))}});
+                              {"blob", Val::str(std::string(5000, '\x01'))}});
         ASSERT_EQ(sb_output_runner_add(r, (const uint8_t *)e.data(), e.size(), sb_now_ns()), 0);
     }
     for (int i = 0; i < 500 && !sb_output_runner_idle(r); i++) {
@@ -306,14 +308,14 @@ TEST(OutputRunner, SegmentSplitsBatchesTooLargeAsJson)
     EXPECT_TRUE(sb_output_runner_idle(r));
     const sb_output_counters *c = sb_output_runner_counters(r);
     EXPECT_EQ(c->split, 1u);
-    EXPECT_EQ(c->sent, 3u);
+    EXPECT_EQ(c->sent, 20u);
     EXPECT_EQ(c->dead_lettered, 0u);
     ASSERT_EQ(srv.seen.size(), 2u);
     for (auto &v : srv.seen)
         EXPECT_LE(v.json.size(), 500000u);
     std::string all = srv.seen[0].json + srv.seen[1].json;
-    for (const char *id : {"big0", "big1", "big2"})
-        EXPECT_NE(all.find(std::string("\"messageId\":\"") + id + "\""), std::string::npos);
+    for (int i = 0; i < 20; i++)
+        EXPECT_NE(all.find("\"messageId\":\"big" + std::to_string(i) + "\""), std::string::npos);
     sb_output_runner_free(r);
     sb_http_server_free(hs);
     EXPECT_EQ(sb_spool_close(spool), 0);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../pipeline/event_util.h"
+#include "mock_cluster.h"
 
 extern "C" {
 #include "config/config.h"
@@ -28,28 +29,7 @@ using namespace sbt;
 namespace
 {
 
-struct Mock {
-    rd_kafka_t *rk = nullptr;
-    rd_kafka_mock_cluster_t *mc = nullptr;
-    std::string bootstraps;
-    Mock()
-    {
-        char err[256];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-        mc = rk ? rd_kafka_mock_cluster_new(rk, 3) : nullptr;
-        if (mc)
-            bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
-    }
-    ~Mock()
-    {
-        if (mc)
-            rd_kafka_mock_cluster_destroy(mc);
-        if (rk)
-            rd_kafka_destroy(rk);
-    }
-};
+using kmock::Mock;
 
 struct Got {
     std::string key, value, type, mid;

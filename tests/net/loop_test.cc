@@ -154,6 +154,33 @@ TEST(Timer, CancelledTimerNeverFires)
     EXPECT_EQ(0, sb_timer_cancel(L.loop, &a.t)); // not armed: no-op
 }
 
+static int idle_calls;
+static void idle_cb(sb_timer *)
+{
+    idle_calls++;
+}
+
+// A cancelled far timer says when its last SQE is back (what a closing stream waits for),
+// once, and its own callback never runs.
+TEST(Timer, IdleCallbackAfterCancelComesOnceWithoutTheExpiry)
+{
+    Loop L;
+    std::vector<int> log;
+    T a{{}, &log, 1};
+    idle_calls = 0;
+    ASSERT_EQ(0, sb_timer_start(L.loop, &a.t, 60000000000ull, t_cb));
+    sb_loop_run_once(L.loop, 0); // in the kernel now
+    ASSERT_EQ(0, sb_timer_cancel(L.loop, &a.t));
+    EXPECT_FALSE(sb_timer_idle(&a.t));
+    a.t.idle_fn = idle_cb;
+    ASSERT_TRUE(L.run_until([&] { return idle_calls > 0; }, 1000000000ull));
+    EXPECT_TRUE(sb_timer_idle(&a.t));
+    EXPECT_EQ(nullptr, a.t.idle_fn);
+    sb_loop_run_once(L.loop, 20000000);
+    EXPECT_EQ(1, idle_calls);
+    EXPECT_TRUE(log.empty());
+}
+
 TEST(Timer, RestartMovesTheDeadlineAndFiresOnce)
 {
     Loop L;

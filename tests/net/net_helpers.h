@@ -1,5 +1,5 @@
-// net_helpers.h: shared helpers for the net tests: a server on its own loop thread, a test CA
-// made with the openssl CLI, a Python peer process, and blocking raw sockets.
+// net_helpers.h: shared helpers for the net tests: a server on its own loop thread, the
+// harness's test CA, a Python peer process, and blocking raw sockets.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -20,6 +20,8 @@
 #include <vector>
 
 #include <liburing.h>
+
+#include "harness.h"
 
 extern "C" {
 #include "net/http.h"
@@ -46,37 +48,9 @@ inline std::string sh(const std::string &cmd)
     return out;
 }
 
-// A CA, a server certificate for 127.0.0.1 and localhost signed by it, and a second unrelated
-// CA, made once per test program in a fresh directory.
-struct TestCA {
-    std::string dir;
-    std::string ca, other_ca, cert, key;
-    TestCA()
-    {
-        char tmpl[] = "/tmp/segbus-net-ca-XXXXXX";
-        dir = mkdtemp(tmpl);
-        ca = dir + "/ca.pem";
-        other_ca = dir + "/other-ca.pem";
-        cert = dir + "/server.pem";
-        key = dir + "/server.key";
-        std::string d = dir;
-        sh("cd " + d +
-           " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
-           "-subj /CN=segbus-test-ca 2>&1"
-           " && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other-ca.pem "
-           "-days 2 -subj /CN=segbus-other-ca 2>&1"
-           " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
-           "-subj /CN=localhost 2>&1"
-           " && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext.cnf"
-           " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-           "-out server.pem -days 2 -extfile ext.cnf 2>&1");
-    }
-    ~TestCA()
-    {
-        std::string cmd = "rm -rf '" + dir + "'";
-        (void)!system(cmd.c_str());
-    }
-};
+// The test PKI (CA, server certificate for 127.0.0.1 and localhost, an unrelated CA) is the
+// shared harness's.
+using TestCA = sbt::TestCA;
 
 // The Python peer (tests/net/peer.py) as a child process; killed in the destructor.
 struct PyPeer {

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <vector>
 
@@ -80,19 +81,30 @@ std::string str_of(const msgpack_object &o)
 
 } // namespace
 
+// Below the kernel's ephemeral range: a client reconnecting to a port in that range while its
+// server is down can be given that very port as its own local port (TCP self-connect), and the
+// restarted server then cannot bind it. Random within the range below, checked by binding.
 uint16_t free_port()
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a = loopback(0);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (sockaddr *)&a, &len) != 0) {
+    unsigned lo = 32768;
+    if (FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+        if (fscanf(f, "%u", &lo) != 1)
+            lo = 32768;
+        fclose(f);
+    }
+    unsigned base = lo > 12000 ? 10000 : 1024, span = (lo > base + 1000 ? lo : 32768) - base;
+    static std::mt19937 rng(std::random_device{}() ^ (unsigned)getpid());
+    for (int tries = 0; tries < 200; tries++) {
+        uint16_t port = (uint16_t)(base + rng() % span);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a = loopback(port);
+        bool ok = fd >= 0 && bind(fd, (sockaddr *)&a, sizeof a) == 0;
         if (fd >= 0)
             close(fd);
-        return 0;
+        if (ok)
+            return port;
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    return 0;
 }
 
 TempDir::TempDir(const char *prefix)
@@ -143,6 +155,31 @@ bool wait_socket(const std::string &path, int ms)
 {
     struct stat st;
     return wait_for([&] { return stat(path.c_str(), &st) == 0; }, ms);
+}
+
+int producer_open(segbus_producer_t **h, const std::string &sock,
+                  const segbus_producer_options_t *o, int ms)
+{
+    int rc = -1;
+    wait_for([&] { return (rc = segbus_producer_open(h, sock.c_str(), o)) != -SEGBUS_ENODAEMON; },
+             ms);
+    return rc;
+}
+
+double metric_value(const std::string &text, const std::string &name, const std::string &labels)
+{
+    double sum = -1;
+    size_t p = 0;
+    while ((p = text.find("\n" + name, p)) != std::string::npos) {
+        p += 1 + name.size();
+        size_t eol = text.find('\n', p);
+        std::string line = text.substr(p, eol == std::string::npos ? std::string::npos : eol - p);
+        if (line.empty() || (line[0] != ' ' && line[0] != '{') ||
+            line.find(labels) == std::string::npos)
+            continue;
+        sum = (sum < 0 ? 0 : sum) + atof(line.c_str() + line.rfind(' ') + 1);
+    }
+    return sum;
 }
 
 Reply http_request(uint16_t port, const std::string &method, const std::string &path,
@@ -445,6 +482,8 @@ void HttpReceiver::route(void *arg, sb_http_exchange *ex, const sb_http_message 
 bool HttpReceiver::start(Handler handler)
 {
     stop();
+    if (port == 0)
+        port = free_port(); // not an ephemeral one: it must survive restarts (see free_port)
     handler_ = std::move(handler);
     stop_ = false;
     state_ = 0;
@@ -533,6 +572,35 @@ int HubStandIn::max_copies()
     for (const auto &kv : ids)
         m = kv.second > m ? kv.second : m;
     return m;
+}
+
+TestCA::TestCA()
+{
+    ca = dir / "ca.pem";
+    other_ca = dir / "other-ca.pem";
+    cert = dir / "server.pem";
+    key = dir / "server.key";
+    wrong_host_cert = dir / "wrong.pem";
+    wrong_host_key = dir / "wrong.key";
+    // EC keys: generated in milliseconds, unlike RSA.
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    const std::string sign = " -CA ca.pem -CAkey ca.key -CAcreateserial -days 2";
+    RunResult r = run_shell(
+        "cd '" + dir.path + "' && set -e" + " && openssl req -x509" + ec +
+            " -keyout ca.key -out ca.pem -days 2 -subj /CN=segbus-test-ca" +
+            " && openssl req -x509" + ec +
+            " -keyout other.key -out other-ca.pem -days 2 -subj /CN=segbus-other-ca" +
+            " && openssl req" + ec + " -keyout server.key -out server.csr -subj /CN=localhost" +
+            " && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ok.cnf" +
+            " && openssl x509 -req -in server.csr -out server.pem -extfile ok.cnf" + sign +
+            " && openssl req" + ec + " -keyout wrong.key -out wrong.csr -subj /CN=segment.invalid" +
+            " && printf 'subjectAltName=DNS:segment.invalid\\n' > wrong.cnf" +
+            " && openssl x509 -req -in wrong.csr -out wrong.pem -extfile wrong.cnf" + sign +
+            " 2>&1",
+        30);
+    ok = r.code == 0;
+    if (!ok)
+        error = r.out + r.err;
 }
 
 void respond_json(sb_http_exchange *ex, int status, const std::string &body,
