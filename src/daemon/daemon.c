@@ -1080,6 +1080,12 @@ void sb_daemon_free(struct sb_daemon *d)
 {
     if (!d)
         return;
+    if (d->loop) {
+        /* The loop still runs below (the spool's close, the final drain): a flush or tick timer
+         * firing then would reach the runners freed here. Cancelled, they never fire. */
+        sb_timer_cancel(d->loop, &d->flush_timer);
+        sb_timer_cancel(d->loop, &d->tick);
+    }
     sb_tail_free(d->tail);       /* answers waiting /tail requests */
     sb_kafka_input_free(d->kin); /* commits what is durable: before the outputs go */
     if (d->http)
