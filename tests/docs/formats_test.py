@@ -169,7 +169,8 @@ def read_spool(spool):
             if not good:
                 break  # the first bad record ends the segment (a recycled file's old records)
             payload = data[off + 40:off + 40 + n]
-            out.append((struct.unpack_from("<HH", payload), payload[4:]))
+            tag, cover = struct.unpack_from("<HH", payload)
+            out.append(((tag, cover, payload[4:4 + cover]), payload[4 + cover:]))
             off += (40 + n + 7) & ~7
             seq += 1
     return out
@@ -250,11 +251,15 @@ outputs: [{{type: file, name: file, settings: {{path: {tmp}/events.ndjson}}}}]
 
         records = read_spool(f"{tmp}/spool")
         spooled = []
-        for (tag, zero), env in records:
-            ok = (tag == 0 and zero == 0 and env[:7] == b"\x82\xa5batch" and env[7] == 0xDD
+        for (tag, cover, table), env in records:
+            # cover table: version 1, then N outputs (1 here) and R rings, 16 + 8N bytes a ring
+            n_out, n_rings = struct.unpack_from("<HH", table, 2) if cover >= 8 else (0, 0)
+            ok = (tag == 0 and (cover == 0 or (table[0] == 1 and n_out == 1
+                                                 and cover == 8 + n_rings * (16 + 8 * n_out)))
+                  and env[:7] == b"\x82\xa5batch" and env[7] == 0xDD
                   and env[-32:-24] == b"\xa6sentAt\xb8")
             if not ok:
-                check(False, f"spool payload framing: tag {tag}, head {env[:8].hex()}, tail {env[-32:-24]!r}")
+                check(False, f"spool payload framing: tag {tag}, cover table {table.hex()}, head {env[:8].hex()}, tail {env[-32:-24]!r}")
                 continue
             doc = msgpack.unpackb(env)
             if len(doc["batch"]) != struct.unpack_from(">I", env, 8)[0]:
