@@ -24,7 +24,20 @@ static long walk(const uint8_t *data, size_t size)
                 abort();
             return -1;
         }
-        if (sb_mp_next(&r, &it) != 0 || it.type != peek.type)
+        /* the header's inline fast path and the full decoder must agree on every form */
+        struct sb_mp_item ref;
+        const uint8_t *before = r.p;
+        size_t n = sb_mp__decode(&r, &ref);
+        if (sb_mp_next(&r, &it) != 0 || it.type != peek.type || it.type != ref.type ||
+            n != (size_t)(r.p - before))
+            abort();
+        if (it.type == SB_MP_STR &&
+            (it.v.str.ptr != ref.v.str.ptr || it.v.str.len != ref.v.str.len))
+            abort();
+        if ((it.type == SB_MP_ARRAY || it.type == SB_MP_MAP) && it.v.count != ref.v.count)
+            abort();
+        if ((it.type == SB_MP_UINT && it.v.u != ref.v.u) ||
+            (it.type == SB_MP_INT && it.v.i != ref.v.i))
             abort();
         if ((it.type == SB_MP_STR || it.type == SB_MP_BIN) &&
             (it.v.str.ptr < data || it.v.str.ptr + it.v.str.len > data + size))

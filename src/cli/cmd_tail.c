@@ -56,7 +56,10 @@ static void print_event(json_t *e)
         printf(" userId=%s", user);
     else if (anon)
         printf(" anonymousId=%s", anon);
-    if (!strcmp(str(e, "status") ? str(e, "status") : "", "dropped")) {
+    const char *status = str(e, "status") ? str(e, "status") : "";
+    if (!strcmp(status, "blocked")) {
+        printf("  BLOCKED by the tracking plan");
+    } else if (!strcmp(status, "dropped")) {
         printf("  DROPPED by %s: %s", str(e, "stage") ? str(e, "stage") : "?",
                str(e, "reason") ? str(e, "reason") : "?");
     } else {
@@ -67,6 +70,14 @@ static void print_event(json_t *e)
     if (mid)
         printf("  messageId=%s", mid);
     putchar('\n');
+    /* tracking-plan violations, one line each: type, field and why */
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(e, "violations"), i, x) {
+        const char *vt = str(x, "type"), *field = str(x, "field"), *why = str(x, "reason");
+        printf("    %s %s: %s\n", vt ? vt : "?", field && field[0] ? field : "(event)",
+               why ? why : "");
+    }
 }
 
 static void help(FILE *f)
@@ -74,9 +85,11 @@ static void help(FILE *f)
     fprintf(f,
             "usage: segbus tail [--metrics HOST:PORT | --config FILE] [--type T] [--event E]\n"
             "                   [--userId U] [--settled] [--last N] [--count N] [--json]\n\n"
-            "Live events through a running segbusd with their delivery status: passed or\n"
-            "dropped (stage, reason), and per output batched, spooled, retrying, delivered,\n"
-            "dead_lettered or filtered (sources, allow/deny lists, integrations).\n\n"
+            "Live events through a running segbusd with their delivery status: passed, passed\n"
+            "with tracking-plan violations, blocked by the plan or dropped (stage, reason), and\n"
+            "per output batched, spooled, retrying, delivered, dead_lettered or filtered\n"
+            "(sources, allow/deny lists, integrations); violations are listed below their event\n"
+            "(type, field, reason).\n\n"
             "flags:\n"
             "  --metrics HOST:PORT  the daemon's metrics.listen (else --config's, else\n"
             "                       $SEGBUS_METRICS, else %s)\n"

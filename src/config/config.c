@@ -1001,6 +1001,8 @@ int sb_output_defaults(struct sb_output_config *out, enum sb_output_type type,
     out->timeout_ns = 10 * SB_NS_PER_S;
     out->max_retry_duration_ns = 43200 * SB_NS_PER_S; /* Segment's SDKs give up after 12 h */
     out->gzip = type == SB_OUTPUT_SEGMENT;
+    if (type == SB_OUTPUT_SEGMENT && out->batch.max_bytes > SB_SEGMENT_DEFAULT_BATCH_BYTES)
+        out->batch.max_bytes = SB_SEGMENT_DEFAULT_BATCH_BYTES;
     out->keep = 5;
     if (type == SB_OUTPUT_SEGMENT)
         return sb_parse_endpoint("us", "/v1/batch", &out->endpoint);

@@ -27,6 +27,7 @@
 #include "protocols/protocols.h"
 #include "ring/registry.h"
 #include "segbus/segbus.h"
+#include "spool/replay.h"
 #include "spool/spool.h"
 
 #define SB_TICK_NS (5 * SB_NS_PER_MS) /* batch deadlines, retries, registry, adopted rings */
@@ -38,6 +39,7 @@ struct sb_daemon {
     struct sb_pipeline *pipeline;
     struct sb_dedup *dedup; /* the pipeline's dedup stage's table (NULL: none), for prefetching */
     struct sb_spool *spool;
+    struct sb_replay *replay; /* what the spool holds of the rings: exact replays after a crash */
     struct sb_output_runner **outs;
     size_t n_outs;
     struct sb_registry *reg;
@@ -80,7 +82,7 @@ struct sb_daemon {
     uint64_t received, unknown_records;
     uint64_t drain_now_ns; /* the drain's clock: see on_record */
     /* Copies of the spool's loss counters, refreshed every tick, for metrics. */
-    uint64_t spool_dropped_oldest, spool_dropped_corrupt, spool_refused_full;
+    uint64_t spool_dropped_oldest, spool_dropped_corrupt, spool_refused_full, spool_refused_nospace;
 };
 
 /* ---- the drain ---------------------------------------------------------------------------- */
@@ -110,10 +112,9 @@ static void prefetch_next(struct sb_daemon *d, const struct sb_ring_reader *rd,
         sb_dedup_prefetch(d->dedup, id, len);
 }
 
-static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
+static void handle_record(struct sb_daemon *d, const struct sb_ring_reader *rd,
+                          const struct sb_ring_rec *rec)
 {
-    struct sb_daemon *d = ctx;
-    struct sb_ring_reader *rd = sb_registry_reader(d->reg, ring);
     struct sb_event_meta meta = {0};
     const uint8_t *ev;
     size_t len;
@@ -122,7 +123,7 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
 
     if (rec->type != SEGBUS_RECORD_TYPE_EVENT) {
         d->unknown_records++;
-        return stop_after(d, rd, rec);
+        return;
     }
     /* The clock is read once per 64 events (and per drain call): a read per event was 4% of
      * the drain, and the time only orders dedup windows and batch deadlines. */
@@ -138,10 +139,14 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     if (sb_pipeline_run(d->pipeline, rec->data, rec->len, &meta, &ev, &len) != SB_STAGE_PASS) {
         if (tailing)
             sb_tail_end(d->tail, rec->data, rec->len, &meta, false);
-        return stop_after(d, rd, rec);
+        return;
     }
     for (size_t i = 0; i < d->n_outs; i++) {
         struct sb_output_runner *r = d->outs[i];
+        /* Read again after a crash, and in this output's spool already: not twice. It still
+         * went through the pipeline above, so dedup saw it as before. */
+        if (sb_replay_covered(d->replay, (unsigned)i))
+            continue;
         if (!sb_output_runner_accepts(r, &meta, d->ring_source)) {
             ((struct sb_output_counters *)sb_output_runner_counters(r))->dropped_filtered++;
             continue;
@@ -151,7 +156,30 @@ static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
     }
     if (tailing)
         sb_tail_end(d->tail, ev, len, &meta, true);
+}
+
+static int on_record(void *ctx, size_t ring, const struct sb_ring_rec *rec)
+{
+    struct sb_daemon *d = ctx;
+    struct sb_ring_reader *rd = sb_registry_reader(d->reg, ring);
+
+    /* Rings are announced in index order when first read (adopted rings come later). */
+    while (sb_replay_rings(d->replay) <= ring) {
+        size_t i = sb_replay_rings(d->replay);
+        if (sb_replay_ring(d->replay, i, sb_registry_ring_id(d->reg, i),
+                           sb_registry_reader(d->reg, i)->head) != 0)
+            break; /* out of memory: this ring's replays are batched again (duplicates) */
+    }
+    sb_replay_begin(d->replay, ring, rec->pos);
+    handle_record(d, rd, rec);
+    sb_replay_end(d->replay);
     return stop_after(d, rd, rec);
+}
+
+static void release(struct sb_daemon *d, size_t ring, uint64_t pos)
+{
+    sb_registry_release(d->reg, ring, pos);
+    sb_replay_released(d->replay, ring, sb_registry_reader(d->reg, ring)->head);
 }
 
 static struct dmark *mark_at(struct sb_daemon *d, size_t i)
@@ -167,7 +195,7 @@ static void check_marks(struct sb_daemon *d)
             if (sb_output_runner_durable_events(d->outs[o]) < m->need[o])
                 return;
         for (size_t r = 0; r < m->npos; r++)
-            sb_registry_release(d->reg, r, m->pos[r]);
+            release(d, r, m->pos[r]);
         d->marks_head = (d->marks_head + 1) % d->marks_cap;
         d->n_marks--;
     }
@@ -236,7 +264,7 @@ static void mark_drained(struct sb_daemon *d)
                 sb_output_runner_durable_events(d->outs[o]) < sb_output_runner_added(d->outs[o]);
         if (!pending) {
             for (size_t r = 0; r < n; r++)
-                sb_registry_release(d->reg, r, sb_registry_reader(d->reg, r)->read_pos);
+                release(d, r, sb_registry_reader(d->reg, r)->read_pos);
             return;
         }
     }
@@ -417,6 +445,7 @@ static void on_tick(struct sb_timer *t)
         d->spool_dropped_oldest = ss.dropped_oldest;
         d->spool_dropped_corrupt = ss.dropped_corrupt;
         d->spool_refused_full = ss.refused_full;
+        d->spool_refused_nospace = ss.refused_nospace;
     }
     if (d->stopping) {
         if (!backlogged(d) && all_idle(d) && !sb_hub_pending(d->hub)) {
@@ -491,10 +520,21 @@ static void on_http(void *arg, struct sb_http_exchange *ex, const struct sb_http
         else
             sb_http_respond(ex, 500, NULL, 0, "out of memory\n", 14);
     } else if (!strcmp(req->path, "/health")) {
-        if (d->stopping)
+        int spool_err = 0;
+        for (size_t i = 0; i < d->n_outs && !spool_err; i++)
+            spool_err = sb_output_runner_spool_error(d->outs[i]);
+        if (d->stopping) {
             sb_http_respond(ex, 503, &js, 1, "{\"status\":\"stopping\"}\n", 22);
-        else
+        } else if (spool_err) {
+            /* Not taking events: they wait in the rings until the spool has room. */
+            char b[200];
+            int n = snprintf(
+                b, sizeof b, "{\"status\":\"spool_full\",\"reason\":\"%s\",\"draining\":false}\n",
+                spool_err == -EAGAIN ? "spool.max_bytes reached" : strerror(-spool_err));
+            sb_http_respond(ex, 503, &js, 1, b, (size_t)n);
+        } else {
             sb_http_respond(ex, 200, &js, 1, "{\"status\":\"ok\"}\n", 16);
+        }
     } else if (!strcmp(req->path, "/stats")) {
         if (sb_metrics_render_json(d->metrics, sb_wall_ms(), &body) == 0)
             sb_http_respond(ex, 200, &js, 1, body.data, body.len);
@@ -624,6 +664,10 @@ static void register_metrics(struct sb_daemon *d)
         sb_metrics_counter_ref(m, "segbus_spool_full_total",
                                "Spool appends refused at spool.max_bytes (draining paused).", NULL,
                                &d->spool_refused_full);
+        sb_metrics_counter_ref(m, "segbus_spool_nospace_total",
+                               "Spool appends refused: no space left on the file system (draining "
+                               "paused until there is).",
+                               NULL, &d->spool_refused_nospace);
     }
     {
         /* The primary ring: what the drain repaired or skipped (its private counters), and
@@ -775,6 +819,14 @@ uint16_t sb_daemon_hub_port(const struct sb_daemon *d)
 
 /* ---- set-up ------------------------------------------------------------------------------- */
 
+static void on_spool_drop(void *arg, unsigned out, uint64_t seq, const void *data, size_t len)
+{
+    struct sb_daemon *d = arg;
+
+    if (out < d->n_outs)
+        sb_output_runner_on_drop(d->outs[out], seq, data, len);
+}
+
 static void on_durable(void *arg, uint64_t upto_seq)
 {
     struct sb_daemon *d = arg;
@@ -787,8 +839,20 @@ static void on_durable(void *arg, uint64_t upto_seq)
     sb_kafka_input_on_durable(d->kin); /* commit what just became durable */
 }
 
+/* violations.forward_to: a `Violation Generated` event made by the plan stage goes straight to
+ * the named output (chosen explicitly, so its source/allow filters do not apply). */
+static int forward_violation(void *arg, const char *output, const uint8_t *ev, size_t len)
+{
+    struct sb_daemon *d = arg;
+    for (size_t i = 0; i < d->n_outs; i++)
+        if (d->outs[i] && !strcmp(sb_output_runner_name(d->outs[i]), output))
+            return sb_output_runner_add(d->outs[i], ev, len, sb_now_ns());
+    return -ENOENT;
+}
+
 static int build_pipeline(struct sb_daemon *d, char *err, size_t errlen)
 {
+    const struct sb_violation_sink sink = {forward_violation, d};
     struct sb_stage *s;
     int rc = sb_pipeline_new(&d->pipeline);
 
@@ -797,7 +861,7 @@ static int build_pipeline(struct sb_daemon *d, char *err, size_t errlen)
     if (!(s = sb_verify_stage_new()) || sb_pipeline_add(d->pipeline, s))
         return -ENOMEM;
     /* per-source plan then transforms: after verify, before dedup, so PII never reaches disk */
-    if ((rc = sb_protocols_add_stages(d->pipeline, d->cfg, d->metrics, err, errlen)))
+    if ((rc = sb_protocols_add_stages_sink(d->pipeline, d->cfg, d->metrics, &sink, err, errlen)))
         return rc;
     if (d->cfg->dedup.window_count) {
         struct sb_dedup *dd;
@@ -807,6 +871,51 @@ static int build_pipeline(struct sb_daemon *d, char *err, size_t errlen)
         if (!(s = sb_dedup_stage_new(dd)) || sb_pipeline_add(d->pipeline, s))
             return -ENOMEM;
         d->dedup = dd; /* owned by the stage, which lives as long as the daemon */
+    }
+    return 0;
+}
+
+static int load_cover(void *arg, uint64_t seq, const void *data, size_t len)
+{
+    struct sb_daemon *d = arg;
+    const uint8_t *p = data;
+    size_t tlen = len >= SB_OUTPUT_TAG_BYTES ? (size_t)p[2] | (size_t)p[3] << 8 : 0;
+
+    if (tlen && SB_OUTPUT_TAG_BYTES + tlen <= len &&
+        sb_replay_load(d->replay, p + SB_OUTPUT_TAG_BYTES, tlen) == 0)
+        sb_info("daemon",
+                "spool record %llu says what of the rings is spooled already: ring "
+                "records read again are not batched twice",
+                (unsigned long long)seq);
+    else
+        sb_warn("daemon",
+                "spool record %llu has no cover table: ring records read again after "
+                "the restart may be delivered twice",
+                (unsigned long long)seq);
+    return 1;
+}
+
+/* The newest spool record's cover table: what the last daemon had spooled of each ring. */
+static int load_replay(struct sb_daemon *d, char *err, size_t errlen)
+{
+    int rc = sb_replay_new(&d->replay, (unsigned)d->cfg->n_outputs);
+    uint64_t last = sb_spool_durable_seq(d->spool);
+
+    if (rc) {
+        snprintf(err, errlen, "replay table: %s", strerror(-rc));
+        return rc;
+    }
+    if (last && (rc = sb_spool_visit(d->spool, last, load_cover, d)) < 0) {
+        snprintf(err, errlen, "spool %s: reading record %llu: %s", d->cfg->spool.dir,
+                 (unsigned long long)last, strerror(-rc));
+        return rc;
+    }
+    for (unsigned o = 0; o < d->cfg->n_outputs; o++) {
+        const char *const l[] = {"output", d->cfg->outputs[o].name, NULL};
+        sb_metrics_counter_ref(d->metrics, "segbus_replay_skipped_events_total",
+                               "Ring records read again after a restart that were in this "
+                               "output's spool already (not batched twice).",
+                               l, sb_replay_skipped(d->replay, o));
     }
     return 0;
 }
@@ -877,6 +986,7 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
     so.policy =
         cfg->spool.full_policy == SB_SPOOL_FULL_DROP_OLDEST ? SB_SPOOL_DROP_OLDEST : SB_SPOOL_BLOCK;
     so.on_durable = on_durable;
+    so.on_drop = on_spool_drop;
     so.arg = d;
     rc = sb_spool_open(&d->spool, d->loop, &so, names, (unsigned)cfg->n_outputs);
     free(names);
@@ -886,11 +996,14 @@ int sb_daemon_new(struct sb_daemon **out, const struct sb_config *cfg, char *err
                  rc == -EBUSY ? "in use by another segbusd" : strerror(-rc));
         goto fail;
     }
+    if ((rc = load_replay(d, err, errlen)))
+        goto fail;
     for (size_t i = 0; i < cfg->n_outputs; i++) {
         rc = sb_output_runner_new(&d->outs[i], &cfg->outputs[i], (unsigned)i, d->loop, d->spool,
                                   cfg->spool.dir, d->metrics, err, errlen);
         if (rc)
             goto fail;
+        sb_output_runner_set_replay(d->outs[i], d->replay);
         d->n_outs++;
     }
 
@@ -967,6 +1080,12 @@ void sb_daemon_free(struct sb_daemon *d)
 {
     if (!d)
         return;
+    if (d->loop) {
+        /* The loop still runs below (the spool's close, the final drain): a flush or tick timer
+         * firing then would reach the runners freed here. Cancelled, they never fire. */
+        sb_timer_cancel(d->loop, &d->flush_timer);
+        sb_timer_cancel(d->loop, &d->tick);
+    }
     sb_tail_free(d->tail);       /* answers waiting /tail requests */
     sb_kafka_input_free(d->kin); /* commits what is durable: before the outputs go */
     if (d->http)
@@ -975,6 +1094,7 @@ void sb_daemon_free(struct sb_daemon *d)
     for (size_t i = 0; i < d->n_outs; i++)
         sb_output_runner_free(d->outs[i]);
     free(d->outs);
+    sb_replay_free(d->replay);
     if (d->spool) {
         int rc = sb_spool_close(d->spool);
         if (rc)

@@ -9,6 +9,7 @@
 #include "common/buf.h"
 #include "json/json.h"
 #include "pipeline/batch.h"
+#include "protocols/protocols.h"
 
 #define TAIL_ACTIVE_NS (15ull * 1000000000ull) /* keep recording this long after a request */
 #define TAIL_MAX_WAIT_MS 30000
@@ -24,6 +25,7 @@ struct entry {
     char *event, *user;         /* copies for filters, may be NULL */
     const char *type;           /* static call name, or NULL when the event did not verify */
     const char *stage, *reason; /* dropped: which stage and why (static strings) */
+    char *violations;           /* JSON array of the plan's violations, or NULL */
     uint64_t *k; /* per output: the event's 1-based index among those it was handed; 0 filtered */
     bool passed;
 };
@@ -53,6 +55,7 @@ struct sb_tail_impl {
     uint64_t *added_before;
     uint64_t *drops_before; /* every stage's dropped[] counters, concatenated */
     size_t n_drops;
+    uint64_t *violated_before; /* per stage: plan stages' count of events with violations */
     struct pending pend[TAIL_MAX_PENDING];
     size_t n_pend;
 };
@@ -76,7 +79,8 @@ int sb_tail_new(struct sb_tail **out, struct sb_output_runner *const *outs, size
         im->n_drops += st[i]->n_reasons + 2;
     im->added_before = calloc(n_outs + 1, sizeof *im->added_before);
     im->drops_before = calloc(im->n_drops + 1, sizeof *im->drops_before);
-    if (!im->added_before || !im->drops_before)
+    im->violated_before = calloc(ns + 1, sizeof *im->violated_before);
+    if (!im->added_before || !im->drops_before || !im->violated_before)
         goto fail;
     *out = t;
     return 0;
@@ -84,6 +88,7 @@ fail:
     if (im) {
         free(im->added_before);
         free(im->drops_before);
+        free(im->violated_before);
     }
     free(im);
     free(t);
@@ -101,6 +106,7 @@ static void drop_oldest(struct sb_tail_impl *im)
     im->bytes -= e->json_len;
     free(e->json);
     free(e->k);
+    free(e->violations);
     free(e->event);
     free(e->user);
     memset(e, 0, sizeof *e);
@@ -120,8 +126,14 @@ void sb_tail_free(struct sb_tail *t)
     free(im->ring);
     free(im->added_before);
     free(im->drops_before);
+    free(im->violated_before);
     free(im);
     free(t);
+}
+
+static bool is_plan(const struct sb_stage *s)
+{
+    return !strcmp(s->name, "plan");
 }
 
 void sb_tail_begin(struct sb_tail *t)
@@ -132,9 +144,31 @@ void sb_tail_begin(struct sb_tail *t)
 
     for (size_t i = 0; i < im->n_outs; i++)
         im->added_before[i] = sb_output_runner_added(im->outs[i]);
-    for (size_t i = 0; i < ns; i++)
+    for (size_t i = 0; i < ns; i++) {
         for (unsigned k = 0; k < st[i]->n_reasons + 2 && j < im->n_drops; k++)
             im->drops_before[j++] = st[i]->dropped[k];
+        if (is_plan(st[i]))
+            im->violated_before[i] = sb_plan_stage_violated(st[i], NULL);
+    }
+}
+
+/* The violations a plan stage found in the event just run, as a JSON array (NULL: none). */
+static char *find_violations(struct sb_tail_impl *im)
+{
+    struct sb_stage *const *st;
+    size_t ns = sb_pipeline_stages(im->pipeline, &st);
+    const struct sb_violations *v;
+    struct sb_buf b = SB_BUF_INIT;
+
+    for (size_t i = 0; i < ns; i++)
+        if (is_plan(st[i]) && sb_plan_stage_violated(st[i], &v) != im->violated_before[i]) {
+            if (sb_violations_json(v, &b) || sb_buf_append(&b, "", 1)) {
+                sb_buf_free(&b);
+                return NULL;
+            }
+            return (char *)b.data;
+        }
+    return NULL;
 }
 
 /* Which stage counted the drop, and why (the counter that moved since sb_tail_begin). */
@@ -205,6 +239,7 @@ void sb_tail_end(struct sb_tail *t, const uint8_t *data, size_t len,
             e->event = dup_n(meta->event, meta->event_len);
         e->user = dup_n(meta->user_id, meta->user_id_len);
     }
+    e->violations = find_violations(im);
     if (passed) {
         e->k = calloc(im->n_outs + 1, sizeof *e->k);
         for (size_t i = 0; e->k && i < im->n_outs; i++) {
@@ -315,10 +350,19 @@ static size_t collect(struct sb_tail_impl *im, struct query *q, struct sb_buf *b
             json_field(b, "type", e->type);
             json_field(b, "event", e->event);
             json_field(b, "userId", e->user);
-            json_field(b, "status", e->passed ? "passed" : "dropped");
+            /* "violation": passed with plan violations (allowed or omitted); "blocked": the
+             * plan stopped it */
+            json_field(b, "status",
+                       e->passed ? (e->violations ? "violation" : "passed")
+                       : e->violations && !strcmp(e->stage, "plan") ? "blocked"
+                                                                    : "dropped");
             if (!e->passed) {
                 json_field(b, "stage", e->stage);
                 json_field(b, "reason", e->reason);
+            }
+            if (e->violations) {
+                sb_buf_append_str(b, ",\"violations\":");
+                sb_buf_append_str(b, e->violations);
             }
             sb_buf_append_str(b, ",\"outputs\":{");
             for (size_t i = 0; e->passed && i < im->n_outs; i++) {

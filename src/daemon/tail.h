@@ -14,7 +14,10 @@
  *   settled  only events whose every output has a final status (in order: stops at the first
  *            matching event still in flight)
  * Answer: {"next":SEQ,"missed":N,"events":[{"seq","time_ms","type","event","userId",
- *          "status":"passed"|"dropped","stage","reason","outputs":{NAME:STATUS},"message":{..}}]}
+ *          "status":"passed"|"violation"|"blocked"|"dropped","stage","reason",
+ *          "violations":[{"type","field","reason"}],"outputs":{NAME:STATUS},"message":{..}}]}
+ * "violation": passed with tracking-plan violations (allowed or omitted); "blocked": the plan
+ * stage stopped it (reason "blocked", or "log_failed"); "violations" only when there were some.
  * Output status: "filtered" (the output does not take it: sources, allow/deny, integrations),
  * "batched", "spooled" (durable), "retrying" (in the batch being delivered, which failed at least
  * once: the output's last error is in /metrics), "delivered", "dead_lettered" (refused or given

@@ -30,8 +30,9 @@ static inline void set_int(struct sb_mp_item *it, int64_t v)
 }
 
 /* Decode the item at r->p into it and return its total size (header plus payload, or header
- * only for containers), or 0 if malformed/truncated. */
-static size_t decode(const struct sb_mp_reader *r, struct sb_mp_item *it)
+ * only for containers), or 0 if malformed/truncated. The header inlines the one-byte forms and
+ * calls this for the rest (it handles every form, so it is also the reference). */
+size_t sb_mp__decode(const struct sb_mp_reader *r, struct sb_mp_item *it)
 {
     const uint8_t *p = r->p;
     size_t left = (size_t)(r->end - p);
@@ -210,41 +211,113 @@ static size_t decode(const struct sb_mp_reader *r, struct sb_mp_item *it)
     return hdr + (size_t)body;
 }
 
-int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it)
+/* Total size of every item whose size its first byte decides (fixints, fixstr, nil, bool,
+ * floats, sized ints, fixext), 0 for the rest. Skipping and checking need sizes, not values: this
+ * table makes them one load per scalar instead of a decode. */
+static const uint8_t fixed_size[256] = {
+    [0x00 ... 0x7f] = 1, [0xc0] = 1,          [0xc2] = 1, [0xc3] = 1, [0xca] = 5, [0xcb] = 9,
+    [0xcc] = 2,          [0xcd] = 3,          [0xce] = 5, [0xcf] = 9, [0xd0] = 2, [0xd1] = 3,
+    [0xd2] = 5,          [0xd3] = 9,          [0xd4] = 3, [0xd5] = 4, [0xd6] = 6, [0xd7] = 10,
+    [0xd8] = 18,         [0xe0 ... 0xff] = 1,
+#define FIXSTR(n) [0xa0 + (n)] = 1 + (n)
+    FIXSTR(0),           FIXSTR(1),           FIXSTR(2),  FIXSTR(3),  FIXSTR(4),  FIXSTR(5),
+    FIXSTR(6),           FIXSTR(7),           FIXSTR(8),  FIXSTR(9),  FIXSTR(10), FIXSTR(11),
+    FIXSTR(12),          FIXSTR(13),          FIXSTR(14), FIXSTR(15), FIXSTR(16), FIXSTR(17),
+    FIXSTR(18),          FIXSTR(19),          FIXSTR(20), FIXSTR(21), FIXSTR(22), FIXSTR(23),
+    FIXSTR(24),          FIXSTR(25),          FIXSTR(26), FIXSTR(27), FIXSTR(28), FIXSTR(29),
+    FIXSTR(30),          FIXSTR(31),
+#undef FIXSTR
+};
+
+/* The span of the item at p (header + payload; header only for a container) and the values a
+ * container opens (*opens, 0 for scalars). 0 if truncated or 0xc1. */
+static inline size_t span(const uint8_t *p, size_t left, uint64_t *opens)
 {
-    return decode(r, it) ? 0 : -EINVAL;
+    uint8_t b = p[0];
+    size_t n = fixed_size[b], body, hdr;
+
+    *opens = 0;
+    if (n)
+        return n <= left ? n : 0;
+    if (b >= 0x80 && b <= 0x9f) {
+        *opens = b <= 0x8f ? 2u * (b & 0x0fu) : (b & 0x0fu);
+        return 1;
+    }
+    switch (b) {
+    case 0xc4:
+    case 0xd9:
+        hdr = 2;
+        if (left < 2)
+            return 0;
+        body = p[1];
+        break;
+    case 0xc5:
+    case 0xda:
+        hdr = 3;
+        if (left < 3)
+            return 0;
+        body = ld16(p + 1);
+        break;
+    case 0xc6:
+    case 0xdb:
+        hdr = 5;
+        if (left < 5)
+            return 0;
+        body = ld32(p + 1);
+        break;
+    case 0xc7:
+        hdr = 3;
+        if (left < 3)
+            return 0;
+        body = p[1];
+        break;
+    case 0xc8:
+        hdr = 4;
+        if (left < 4)
+            return 0;
+        body = ld16(p + 1);
+        break;
+    case 0xc9:
+        hdr = 6;
+        if (left < 6)
+            return 0;
+        body = ld32(p + 1);
+        break;
+    case 0xdc:
+    case 0xde:
+        if (left < 3)
+            return 0;
+        *opens = (b == 0xde ? 2u : 1u) * (uint64_t)ld16(p + 1);
+        return 3;
+    case 0xdd:
+    case 0xdf:
+        if (left < 5)
+            return 0;
+        *opens = (b == 0xdf ? 2u : 1u) * (uint64_t)ld32(p + 1);
+        return 5;
+    default: /* 0xc1 */
+        return 0;
+    }
+    return body <= left - hdr ? hdr + body : 0;
 }
 
-int sb_mp_next_any(struct sb_mp_reader *r, struct sb_mp_item *it)
+int sb_mp__skip(struct sb_mp_reader *r)
 {
-    size_t n = decode(r, it);
-    if (!n)
-        return -EINVAL;
-    r->p += n;
-    return 0;
-}
-
-int sb_mp_skip(struct sb_mp_reader *r)
-{
-    struct sb_mp_reader c = *r;
-    /* Values still to skip. Bounded by the bytes left (decode refuses bigger counts), so it
-     * cannot overflow. */
+    const uint8_t *p = r->p, *end = r->end;
+    /* Values still to skip. Bounded by the bytes left (checked after each item: every value
+     * takes at least a byte), so it cannot overflow. */
     uint64_t pending = 1;
     while (pending) {
-        struct sb_mp_item it;
-        size_t n = decode(&c, &it);
-        if (!n)
+        uint64_t opens;
+        size_t n;
+        if (p == end || !(n = span(p, (size_t)(end - p), &opens)))
             return -EINVAL;
-        c.p += n;
-        pending--;
-        if (it.type == SB_MP_ARRAY)
-            pending += it.v.count;
-        else if (it.type == SB_MP_MAP)
-            pending += 2ull * it.v.count;
-        if (pending > (uint64_t)(c.end - c.p))
+        p += n;
+        pending += opens - 1;
+        if (pending > (uint64_t)(end - p))
             return -EINVAL;
     }
-    *r = c;
+    r->p = p;
     return 0;
 }
 
@@ -255,8 +328,11 @@ int sb_mp_map_find(struct sb_mp_reader *r, uint32_t pairs, const char *key, size
         struct sb_mp_item k;
         if (sb_mp_peek(&c, &k) < 0)
             return -EINVAL;
-        if (sb_mp_skip(&c) < 0) /* the key, whatever it is */
+        if (k.type == SB_MP_STR) {
+            c.p = k.v.str.ptr + k.v.str.len; /* the key: peek checked its bounds */
+        } else if (sb_mp_skip(&c) < 0) {     /* a key of another type, whatever it is */
             return -EINVAL;
+        }
         if (k.type == SB_MP_STR && k.v.str.len == klen && memcmp(k.v.str.ptr, key, klen) == 0) {
             *r = c;
             return 1;
@@ -289,7 +365,7 @@ int sb_mp_lookup(const void *data, size_t len, const char *key, struct sb_mp_rea
 
 int sb_mp_skip_bounded(struct sb_mp_reader *r, unsigned max_depth)
 {
-    struct sb_mp_reader c = *r;
+    const uint8_t *p = r->p, *end = r->end;
     /* Elements left per open container; depth is bounded by max_depth (<= 1024 here). */
     uint64_t left[1025];
     unsigned depth = 0;
@@ -301,35 +377,22 @@ int sb_mp_skip_bounded(struct sb_mp_reader *r, unsigned max_depth)
             depth--;
         if (left[depth] == 0)
             break;
-        struct sb_mp_item it;
+        uint64_t opens;
         size_t n;
-        left[depth]--;
-        /* Fast paths for what events are mostly made of (short strings, small integers); the
-         * rest goes through decode. */
-        if (c.p < c.end) {
-            uint8_t b = *c.p;
-            if ((b & 0xe0) == 0xa0) {
-                if ((size_t)(b & 0x1f) >= (size_t)(c.end - c.p))
-                    return -EINVAL;
-                c.p += 1 + (b & 0x1f);
-                continue;
-            }
-            if (b <= 0x7f) {
-                c.p++;
-                continue;
-            }
-        }
-        n = decode(&c, &it);
-        if (!n)
+        if (p == end || !(n = span(p, (size_t)(end - p), &opens)))
             return -EINVAL;
-        c.p += n;
-        if (it.type == SB_MP_ARRAY || it.type == SB_MP_MAP) {
-            if (depth >= max_depth)
+        left[depth]--;
+        if (p[0] >= 0x80 && (p[0] <= 0x9f || (p[0] >= 0xdc && p[0] <= 0xdf))) {
+            p += n;
+            /* a count the rest cannot hold is a lie (every element takes at least a byte) */
+            if (depth >= max_depth || opens > (uint64_t)(end - p))
                 return -EINVAL;
-            left[++depth] = it.type == SB_MP_MAP ? 2ull * it.v.count : it.v.count;
+            left[++depth] = opens;
+        } else {
+            p += n;
         }
     }
-    *r = c;
+    r->p = p;
     return 0;
 }
 
@@ -342,22 +405,34 @@ int sb_mp_check(const void *data, size_t len, unsigned max_depth)
     return r.p == r.end ? 0 : -EINVAL;
 }
 
+int sb_mp_next_any(struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    size_t n = sb_mp__decode(r, it);
+    if (!n)
+        return -EINVAL;
+    r->p += n;
+    return 0;
+}
+
 int sb_mp_read_str(struct sb_mp_reader *r, const char **s, size_t *len)
 {
+    struct sb_mp_reader c = *r;
     struct sb_mp_item it;
-    if (sb_mp_peek(r, &it) < 0)
+    if (sb_mp_next(&c, &it) < 0)
         return -EINVAL;
     if (it.type != SB_MP_STR)
         return -EPROTO;
     *s = (const char *)it.v.str.ptr;
     *len = it.v.str.len;
-    return sb_mp_next(r, &it);
+    *r = c;
+    return 0;
 }
 
 int sb_mp_read_int(struct sb_mp_reader *r, int64_t *v)
 {
+    struct sb_mp_reader c = *r;
     struct sb_mp_item it;
-    if (sb_mp_peek(r, &it) < 0)
+    if (sb_mp_next(&c, &it) < 0)
         return -EINVAL;
     if (it.type == SB_MP_INT)
         *v = it.v.i;
@@ -365,5 +440,6 @@ int sb_mp_read_int(struct sb_mp_reader *r, int64_t *v)
         *v = (int64_t)it.v.u;
     else
         return -EPROTO;
-    return sb_mp_next(r, &it);
+    *r = c;
+    return 0;
 }

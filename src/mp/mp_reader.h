@@ -3,6 +3,7 @@
 #ifndef SEGBUS_MP_MP_READER_H
 #define SEGBUS_MP_MP_READER_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,15 +77,89 @@ static inline size_t sb_mp_reader_left(const struct sb_mp_reader *r)
  * a map only the header is consumed and the cursor is on the first element (or key). A
  * container whose count could not fit in the bytes left is refused up front, so loops over
  * v.count are bounded by the input size. 0, or -EINVAL on truncation, the never-used byte 0xc1
- * or an empty input; the cursor does not move on error. */
-static inline int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it);
-/* sb_mp_next for any item (sb_mp_next inlines only the commonest, a short string). */
+ * or an empty input; the cursor does not move on error.
+ * The one-byte forms (fixint, fixstr, fixmap, fixarray, nil, bool), which make up most of an
+ * event, are decoded inline here: every reader of msgpack in segbus runs through this. */
+size_t sb_mp__decode(const struct sb_mp_reader *r, struct sb_mp_item *it); /* the rest */
+
+static inline size_t sb_mp__decode_inline(const struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    const uint8_t *p = r->p;
+    size_t left = (size_t)(r->end - p);
+    uint8_t b;
+
+    if (__builtin_expect(left == 0, 0))
+        return 0;
+    b = p[0];
+    if (b <= 0x7f) {
+        it->type = SB_MP_UINT;
+        it->v.u = b;
+        return 1;
+    }
+    if (b >= 0xa0 && b <= 0xbf) {
+        size_t n = b & 0x1fu;
+        if (n > left - 1)
+            return 0;
+        it->type = SB_MP_STR;
+        it->v.str.ptr = p + 1;
+        it->v.str.len = (uint32_t)n;
+        return 1 + n;
+    }
+    if (b <= 0x9f) { /* 0x80..0x9f: fixmap, fixarray; every element takes at least a byte */
+        uint32_t count = b & 0x0fu;
+        bool map = b <= 0x8f;
+        if ((map ? 2u * count : count) > left - 1)
+            return 0;
+        it->type = map ? SB_MP_MAP : SB_MP_ARRAY;
+        it->v.count = count;
+        return 1;
+    }
+    if (b >= 0xe0) {
+        it->type = SB_MP_INT;
+        it->v.i = (int8_t)b;
+        return 1;
+    }
+    return sb_mp__decode(r, it);
+}
+
+static inline int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    size_t n = sb_mp__decode_inline(r, it);
+    if (__builtin_expect(n == 0, 0))
+        return -EINVAL;
+    r->p += n;
+    return 0;
+}
+/* sb_mp_next as a function (the full decoder), for callers that want no inlining. */
 int sb_mp_next_any(struct sb_mp_reader *r, struct sb_mp_item *it);
 /* Like sb_mp_next without moving the cursor. */
-int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it);
+static inline int sb_mp_peek(const struct sb_mp_reader *r, struct sb_mp_item *it)
+{
+    return sb_mp__decode_inline(r, it) ? 0 : -EINVAL;
+}
 /* Skip one whole value (nested containers included), iteratively: no recursion, no depth
- * limit, time linear in the bytes. 0 or -EINVAL (the cursor does not move on error). */
-int sb_mp_skip(struct sb_mp_reader *r);
+ * limit, time linear in the bytes. 0 or -EINVAL (the cursor does not move on error).
+ * Scalars of one-byte-decided size (most values of an event) are skipped inline. */
+int sb_mp__skip(struct sb_mp_reader *r); /* the general case */
+
+static inline int sb_mp_skip(struct sb_mp_reader *r)
+{
+    if (__builtin_expect(r->p < r->end, 1)) {
+        uint8_t b = *r->p;
+        size_t n = 0;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+            n = 1;
+        else if (b >= 0xa0 && b <= 0xbf)
+            n = 1 + (size_t)(b & 0x1f);
+        else if (b == 0xcb)
+            n = 9;
+        if (n && n <= (size_t)(r->end - r->p)) {
+            r->p += n;
+            return 0;
+        }
+    }
+    return sb_mp__skip(r);
+}
 /* With the cursor on the first key of a map of `pairs` pairs (just after sb_mp_next returned
  * the map), look for the str key key[0..klen). Found: returns 1 with the cursor on its value.
  * Not found: returns 0 with the cursor after the map. -EINVAL on malformed input. Keys that are
@@ -106,21 +181,6 @@ int sb_mp_check(const void *data, size_t len, unsigned max_depth);
  * unmoved) if the item is of another type. sb_mp_read_int accepts UINT up to INT64_MAX and INT. */
 int sb_mp_read_str(struct sb_mp_reader *r, const char **s, size_t *len);
 int sb_mp_read_int(struct sb_mp_reader *r, int64_t *v);
-
-static inline int sb_mp_next(struct sb_mp_reader *r, struct sb_mp_item *it)
-{
-    /* Inline fast path for a short string (event keys, ids, names): a call per item was a
-     * tenth of the drain. */
-    if (r->p < r->end && (*r->p & 0xe0) == 0xa0 &&
-        (size_t)(*r->p & 0x1f) < (size_t)(r->end - r->p)) {
-        it->type = SB_MP_STR;
-        it->v.str.ptr = r->p + 1;
-        it->v.str.len = *r->p & 0x1fu;
-        r->p += 1 + it->v.str.len;
-        return 0;
-    }
-    return sb_mp_next_any(r, it);
-}
 
 #ifdef __cplusplus
 }

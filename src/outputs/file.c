@@ -2,7 +2,10 @@
  * age into <path>.1 (newest) .. <path>.<keep> (oldest; older ones are deleted).
  * A write(2) that completes counts as delivered (no fsync: the spool holds the durable copy
  * until the ack, and this output is a debugging aid, not a store). A batch is never split
- * across two files: rotation happens between batches. */
+ * across two files: rotation happens between batches. Each delivery reports the file's length
+ * and inode, which the spool saves with the ack cursor; at start-up the file is cut back to the
+ * length saved with the last ack on disk, so that lines written for a batch whose ack a crash
+ * lost are not there twice once the batch is written again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,7 +25,7 @@ struct file_out {
     uint64_t rotate_bytes, rotate_interval_ns;
     uint32_t keep;
     int fd;
-    uint64_t size;
+    uint64_t size, ino;
     uint64_t opened_ns; /* when this daemon started writing the current file */
     struct sb_buf lines;
 };
@@ -34,7 +37,14 @@ static int file_open(struct file_out *f)
     f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (f->fd < 0)
         return -errno;
-    f->size = fstat(f->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    if (fstat(f->fd, &st) != 0) {
+        int e = -errno;
+        close(f->fd);
+        f->fd = -1;
+        return e;
+    }
+    f->size = (uint64_t)st.st_size;
+    f->ino = (uint64_t)st.st_ino;
     f->opened_ns = sb_now_ns();
     return 0;
 }
@@ -148,9 +158,45 @@ static int file_deliver(void *state, struct sb_delivery *d)
         off += (size_t)w;
     }
     f->size += off;
+    res.has_pos = true;
+    res.pos = f->size;
+    res.pos_id = f->ino;
     if (f->rotate_bytes && f->size >= f->rotate_bytes)
         (void)file_rotate(f); /* a failed rotation keeps appending to the same file */
     sb_delivery_done(d, &res);
+    return 0;
+}
+
+static int file_resume(void *state, uint64_t pos, uint64_t ino)
+{
+    struct file_out *f = state;
+
+    if (f->fd < 0 || ino != f->ino) {
+        /* Rotated (or replaced) since that ack: the lines after it are in another file and
+         * are written again here. Duplicates, never a loss. */
+        sb_warn("output",
+                "%s: not the file of the last acknowledged batch (rotated?): lines "
+                "written after it may appear twice",
+                f->path);
+        return 0;
+    }
+    if (f->size < pos) {
+        /* Shorter than what was acknowledged: lines were lost outside segbusd (the file is not
+         * fsynced: a power loss, or someone truncated it). Nothing to undo. */
+        sb_warn("output", "%s: %llu bytes, but %llu were acknowledged: lines lost outside segbusd",
+                f->path, (unsigned long long)f->size, (unsigned long long)pos);
+        return 0;
+    }
+    if (f->size == pos)
+        return 0;
+    /* Written after the last ack that reached the disk: those batches are delivered again. */
+    if (ftruncate(f->fd, (off_t)pos) != 0)
+        return -errno;
+    sb_info("output",
+            "%s: removed %llu bytes written after the last acknowledged batch (they are "
+            "written again)",
+            f->path, (unsigned long long)(f->size - pos));
+    f->size = pos;
     return 0;
 }
 
@@ -167,4 +213,5 @@ static void file_destroy(void *state)
     free(f);
 }
 
-const struct sb_output_plugin sb_output_file = {"file", file_init, file_deliver, file_destroy};
+const struct sb_output_plugin sb_output_file = {"file", file_init, file_deliver, file_destroy,
+                                                file_resume};

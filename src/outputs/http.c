@@ -141,5 +141,5 @@ static void http_destroy(void *state)
 }
 
 const struct sb_output_plugin sb_output_segment = {"segment", segment_init, http_deliver,
-                                                   http_destroy};
-const struct sb_output_plugin sb_output_hub = {"hub", hub_init, http_deliver, http_destroy};
+                                                   http_destroy, NULL};
+const struct sb_output_plugin sb_output_hub = {"hub", hub_init, http_deliver, http_destroy, NULL};

@@ -350,4 +350,5 @@ static void kafka_destroy(void *state)
     free(k);
 }
 
-const struct sb_output_plugin sb_output_kafka = {"kafka", kafka_init, kafka_deliver, kafka_destroy};
+const struct sb_output_plugin sb_output_kafka = {"kafka", kafka_init, kafka_deliver, kafka_destroy,
+                                                 NULL};

@@ -39,6 +39,7 @@ struct sb_spool;
 struct sb_metrics;
 struct sb_batcher;
 struct sb_event_meta;
+struct sb_replay;
 
 /* How an attempt went. status: the HTTP status (local outputs: 200 on success), or <= 0 for
  * no response (-errno). retry_after: the Retry-After header value or NULL. detail: response
@@ -50,6 +51,12 @@ struct sb_output_result {
     size_t detail_len;
     uint32_t delivered; /* a refused batch: its first events that were delivered anyway (a
                            plugin sending event by event); they count as sent, not dead */
+    /* Local outputs that can undo a delivery (the NDJSON file): where the destination stands
+     * after this batch (e.g. file length and inode). Saved with the ack cursor and handed to
+     * resume() at the next start, so a batch written but not yet acked before a crash is
+     * removed before it is written again: exactly once across crashes. */
+    bool has_pos;
+    uint64_t pos, pos_id;
 };
 
 struct sb_delivery {
@@ -69,6 +76,10 @@ struct sb_output_plugin {
                 size_t errlen);
     int (*deliver)(void *state, struct sb_delivery *d);
     void (*destroy)(void *state);
+    /* Optional, after init: the destination should be put back to (pos, pos_id), the position
+     * a result reported for the last batch whose ack is on disk; everything after it is
+     * delivered again. Not called when no position is known. 0 or -errno (start-up fails). */
+    int (*resume)(void *state, uint64_t pos, uint64_t pos_id);
 };
 
 extern const struct sb_output_plugin sb_output_file;     /* NDJSON file */
@@ -88,7 +99,7 @@ struct sb_output_runner;
 
 struct sb_output_counters {
     uint64_t batched, batches, spooled, sent, sent_batches, failed_attempts, retried, dead_lettered,
-        dropped_filtered, backlog_batches, split;
+        dropped_filtered, backlog_batches, split, backlog_bytes, dropped_oldest;
 };
 
 /* Create the runner of output `index` (its spool tag and spool cursor index) for cfg, with its
@@ -98,6 +109,10 @@ int sb_output_runner_new(struct sb_output_runner **out, const struct sb_output_c
                          const char *spool_dir, struct sb_metrics *metrics, char *err,
                          size_t errlen);
 void sb_output_runner_free(struct sb_output_runner *r);
+
+/* Give the runner the daemon's replay table (src/spool/replay.h): its spool records then carry
+ * what they cover of the rings. NULL (the default): records carry no table. */
+void sb_output_runner_set_replay(struct sb_output_runner *r, struct sb_replay *replay);
 
 /* Does this output take this event (sources, allow/deny)? source: the source's index in
  * cfg->sources (-1: none), matched against the output's source names via names[]. */
@@ -111,8 +126,16 @@ int sb_output_runner_add(struct sb_output_runner *r, const uint8_t *event, size_
 void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool force);
 /* The spool made records durable (call for every runner). */
 void sb_output_runner_on_durable(struct sb_output_runner *r, uint64_t upto_seq);
+/* The spool's drop_oldest dropped record seq (its payload) before this output acknowledged it:
+ * count its events if it is this output's, and forget it if it was waiting for a retry. */
+void sb_output_runner_on_drop(struct sb_output_runner *r, uint64_t seq, const void *data,
+                              size_t len);
 /* Closed batches waiting for room in the spool: while any runner has some, stop draining. */
 size_t sb_output_runner_backlog(const struct sb_output_runner *r);
+/* While there is a backlog because the spool is full, why: -EAGAIN (spool.max_bytes under
+ * block), -ENOSPC (file system full) or another -errno; 0 without a backlog or when the spool
+ * was only busy (max_pending_bytes in a commit, gone with the next fsync). */
+int sb_output_runner_spool_error(const struct sb_output_runner *r);
 /* Nothing batched, backlogged, spooled-but-undelivered or in flight. */
 bool sb_output_runner_idle(const struct sb_output_runner *r);
 /* Events handed to sb_output_runner_add so far, and how many of the first of them are durable

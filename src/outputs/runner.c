@@ -17,14 +17,19 @@
 #include "outputs/route.h"
 #include "pipeline/batch.h"
 #include "pipeline/stage.h"
+#include "spool/replay.h"
 #include "spool/spool.h"
 
+/* A closed batch the spool refused (full, or no space). The daemon stops draining while any
+ * output has one, and ring space is only released once durable, so the backlog holds at most
+ * what was read but is not durable yet: bounded by the rings' capacity (plus the hub input's
+ * bodies in flight), counted in segbus_output_backlog_{batches,bytes}. */
 struct backlog_item {
     struct backlog_item *next;
-    size_t len;
+    size_t len, snap_len;
     uint32_t count;
     uint64_t cum;   /* events emitted up to and including this batch */
-    uint8_t data[]; /* tag + envelope */
+    uint8_t data[]; /* replay snap, then the envelope */
 };
 
 struct sb_output_runner {
@@ -35,20 +40,32 @@ struct sb_output_runner {
     const struct sb_output_plugin *plugin;
     void *state;
     struct sb_batcher *batcher;
-    struct sb_buf rec; /* scratch: tag + envelope for an append */
+    struct sb_buf rec;  /* scratch: tag + cover table + envelope for an append */
+    struct sb_buf snap; /* scratch: what a closing batch covers of the rings */
+    struct sb_replay *replay;
 
     struct backlog_item *bl_head, *bl_tail;
     size_t bl_n;
+    uint64_t bl_bytes;
+    int bl_err;         /* why the spool refuses while bl_n: see sb_output_runner_spool_error */
+    bool bl_warned;     /* the refusal was logged (not a mere busy spool) */
+    uint64_t bl_since;  /* when the backlog formed */
+    uint64_t seen_full; /* the spool's refused_full, to tell full from busy */
 
     /* The batch being delivered (read from the spool), retried until acked or dead-lettered. */
     bool have_batch, in_flight, pumping, closing;
     uint64_t batch_seq;
+    /* A split of batch_seq whose first split_parts halves are in the spool already (the spool
+     * refused the rest): a retry appends only what is missing. */
+    uint64_t split_seq;
+    int split_parts;
     struct sb_buf batch;
     uint32_t batch_count;
     struct sb_retry retry;
     uint64_t retry_at_ns;
     struct sb_delivery d;
-    uint64_t skip_seq; /* highest record of other outputs read past (ack it) */
+    uint64_t skip_seq;      /* highest record of other outputs read past (ack it) */
+    bool dropped_in_flight; /* drop_oldest dropped the batch being sent: settle it on its end */
     uint64_t acked;
 
     /* Durability accounting: events handed in, events in closed batches (cumulative), and which
@@ -110,6 +127,11 @@ size_t sb_output_runner_backlog(const struct sb_output_runner *r)
     return r->bl_n;
 }
 
+int sb_output_runner_spool_error(const struct sb_output_runner *r)
+{
+    return r->bl_n && r->bl_err != -EBUSY ? r->bl_err : 0;
+}
+
 uint32_t sb_output_runner_pending(const struct sb_output_runner *r)
 {
     return sb_batcher_pending(r->batcher);
@@ -147,18 +169,23 @@ static uint64_t next_rand(struct sb_output_runner *r)
 
 /* ---- batching and spooling ---------------------------------------------------------------- */
 
-static int backlog_push(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count,
+static int backlog_push(struct sb_output_runner *r, const uint8_t *env, size_t len, uint32_t count,
                         uint64_t cum)
 {
-    struct backlog_item *it = malloc(sizeof *it + len);
+    struct backlog_item *it = malloc(sizeof *it + r->snap.len + len);
 
     if (!it)
         return -ENOMEM;
     it->next = NULL;
     it->len = len;
+    it->snap_len = r->snap.len;
     it->count = count;
     it->cum = cum;
-    memcpy(it->data, data, len);
+    if (r->snap.len)
+        memcpy(it->data, r->snap.data, r->snap.len);
+    memcpy(it->data + it->snap_len, env, len);
+    r->bl_bytes += sizeof *it + it->snap_len + len;
+    r->c.backlog_bytes = r->bl_bytes;
     if (r->bl_tail)
         r->bl_tail->next = it;
     else
@@ -223,22 +250,47 @@ uint64_t sb_output_runner_durable_events(const struct sb_output_runner *r)
     return r->durable_events;
 }
 
-/* Append one tagged record; 0 when spooled, else the spool's error. */
-static int spool_append(struct sb_output_runner *r, const uint8_t *data, size_t len, uint32_t count,
-                        uint64_t cum)
+/* r->rec = the spool record of an envelope: tag (output index, cover table length), the
+ * cover table as it is once this batch is in (snap: what it covers; NULL: nothing new), and the
+ * envelope's first len0 bytes, then len1 of env1 (a split batch comes in two pieces). */
+static int record_build(struct sb_output_runner *r, const uint8_t *snap, size_t snap_len,
+                        const uint8_t *env0, size_t len0, const uint8_t *env1, size_t len1)
+{
+    uint8_t tag[SB_OUTPUT_TAG_BYTES] = {(uint8_t)r->index, (uint8_t)(r->index >> 8), 0, 0};
+    size_t tlen;
+
+    sb_buf_clear(&r->rec);
+    if (sb_buf_append(&r->rec, tag, sizeof tag))
+        return -ENOMEM;
+    if (r->replay && sb_replay_encode(r->replay, r->index, snap, snap_len, &r->rec))
+        return -ENOMEM;
+    tlen = r->rec.len - SB_OUTPUT_TAG_BYTES; /* <= 0xffff: sb_replay_encode keeps it so */
+    r->rec.data[2] = (uint8_t)tlen;
+    r->rec.data[3] = (uint8_t)(tlen >> 8);
+    if (sb_buf_append(&r->rec, env0, len0) || (len1 && sb_buf_append(&r->rec, env1, len1)))
+        return -ENOMEM;
+    return 0;
+}
+
+/* Append one batch envelope as a tagged record; 0 when spooled, else the spool's error. */
+static int spool_append(struct sb_output_runner *r, const uint8_t *snap, size_t snap_len,
+                        const uint8_t *env, size_t len, uint32_t count, uint64_t cum)
 {
     uint64_t seq;
-    int rc = sb_spool_append(r->spool, data, len, &seq);
+    int rc = record_build(r, snap, snap_len, env, len, NULL, 0);
 
+    if (rc == 0)
+        rc = sb_spool_append(r->spool, r->rec.data, r->rec.len, &seq);
     if (rc == 0) {
         r->c.spooled += count;
         mark_push(r, cum, seq);
+        if (r->replay)
+            sb_replay_appended(r->replay, r->index, snap, snap_len);
         return 0;
     }
     if (rc == -EMSGSIZE) {
         /* Cannot ever fit: keep it in the dead-letter file rather than lose it silently. */
-        dead_letter(r, data + SB_OUTPUT_TAG_BYTES, len - SB_OUTPUT_TAG_BYTES, 0,
-                    "batch larger than a spool record", NULL, 0);
+        dead_letter(r, env, len, 0, "batch larger than a spool record", NULL, 0);
         r->c.dead_lettered += count;
         mark_push(r, cum, 0);
         return 0;
@@ -246,43 +298,83 @@ static int spool_append(struct sb_output_runner *r, const uint8_t *data, size_t 
     return rc;
 }
 
+/* The spool refused an append with rc: note why (-EAGAIN is either full, at max_bytes, or only
+ * busy: max_pending_bytes in a commit, gone with the next fsync) and say so once per episode:
+ * the backlog forms in on_batch and empties in backlog_retry. */
+static void refused(struct sb_output_runner *r, int rc)
+{
+    if (rc == -EAGAIN) {
+        struct sb_spool_stats st;
+        sb_spool_get_stats(r->spool, &st);
+        if (st.refused_full == r->seen_full)
+            rc = -EBUSY;
+        r->seen_full = st.refused_full;
+    }
+    r->bl_err = rc;
+    if (rc == -EBUSY || r->bl_warned)
+        return;
+    r->bl_warned = true;
+    sb_warn("output",
+            "%s: the spool refuses batches (%s): draining paused, events wait in the rings "
+            "(producers' full-ring policy applies)",
+            r->cfg->name, rc == -EAGAIN ? "full: spool.max_bytes reached" : strerror(-rc));
+}
+
 static void backlog_retry(struct sb_output_runner *r)
 {
+    bool had = r->bl_head != NULL;
+    int rc = 0;
+
     while (r->bl_head) {
         struct backlog_item *it = r->bl_head;
-        if (spool_append(r, it->data, it->len, it->count, it->cum) != 0)
+        if ((rc = spool_append(r, it->data, it->snap_len, it->data + it->snap_len, it->len,
+                               it->count, it->cum)) != 0)
             break;
         r->bl_head = it->next;
         if (!r->bl_head)
             r->bl_tail = NULL;
         r->bl_n--;
+        r->bl_bytes -= sizeof *it + it->snap_len + it->len;
         free(it);
     }
     r->c.backlog_batches = r->bl_n;
+    r->c.backlog_bytes = r->bl_bytes;
+    if (rc && rc != -ENOMEM)
+        refused(r, rc);
+    if (had && !r->bl_head) {
+        if (r->bl_warned)
+            sb_info("output", "%s: the spool takes batches again after %.1f s; draining resumes",
+                    r->cfg->name, (double)(sb_now_ns() - r->bl_since) / 1e9);
+        r->bl_err = 0;
+        r->bl_warned = false;
+    }
 }
 
 static int on_batch(void *arg, const uint8_t *envelope, size_t len, uint32_t count)
 {
     struct sb_output_runner *r = arg;
-    uint8_t tag[SB_OUTPUT_TAG_BYTES] = {(uint8_t)r->index, (uint8_t)(r->index >> 8), 0, 0};
     int rc;
 
+    /* Closed while the event being added is already in it (closed by count or bytes after the
+     * add), or before it (it did not fit): the batch covers the ring up to that event or not. */
+    bool includes_current = r->emitted + count > r->added;
+    sb_buf_clear(&r->snap);
+    if (r->replay && sb_replay_snap(r->replay, r->index, includes_current, &r->snap))
+        return -ENOMEM;
     r->c.batches++;
     r->c.batched += count;
     r->emitted += count;
-    sb_buf_clear(&r->rec);
-    if (sb_buf_append(&r->rec, tag, sizeof tag) || sb_buf_append(&r->rec, envelope, len))
-        return -ENOMEM;
     /* Keep spool order: once something waits, everything after it waits behind it. */
     if (!r->bl_head) {
-        rc = spool_append(r, r->rec.data, r->rec.len, count, r->emitted);
+        rc = spool_append(r, r->snap.data, r->snap.len, envelope, len, count, r->emitted);
         if (rc == 0)
             return 0;
-        if (rc != -EAGAIN && rc != -ENOSPC)
-            sb_warn("output", "%s: spool refused a batch (%s); holding it in memory", r->cfg->name,
-                    strerror(-rc));
+        if (rc == -ENOMEM)
+            return rc;
+        r->bl_since = sb_now_ns();
+        refused(r, rc);
     }
-    return backlog_push(r, r->rec.data, r->rec.len, count, r->emitted);
+    return backlog_push(r, envelope, len, count, r->emitted);
 }
 
 int sb_output_runner_add(struct sb_output_runner *r, const uint8_t *event, size_t len,
@@ -293,6 +385,11 @@ int sb_output_runner_add(struct sb_output_runner *r, const uint8_t *event, size_
     if (rc == 0)
         r->added++;
     return rc;
+}
+
+void sb_output_runner_set_replay(struct sb_output_runner *r, struct sb_replay *replay)
+{
+    r->replay = replay;
 }
 
 bool sb_output_runner_accepts(const struct sb_output_runner *r, const struct sb_event_meta *meta,
@@ -372,6 +469,7 @@ static int read_cb(void *arg, uint64_t seq, const void *data, size_t len)
     struct sb_output_runner *r = arg;
     const uint8_t *p = data;
     unsigned tag;
+    size_t skip;
 
     if (r->have_batch)
         return 1; /* one batch at a time: stop before this record */
@@ -380,14 +478,17 @@ static int read_cb(void *arg, uint64_t seq, const void *data, size_t len)
         return 0;
     }
     tag = (unsigned)p[0] | (unsigned)p[1] << 8;
-    if (tag != r->index) {
+    skip = (size_t)p[2] | (size_t)p[3] << 8; /* the cover table: for start-up, not delivery */
+    if (tag != r->index ||
+        len < SB_OUTPUT_TAG_BYTES + skip + SB_BATCH_HEAD_BYTES + SB_BATCH_TAIL_BYTES) {
         r->skip_seq = seq;
         return 0;
     }
+    p += SB_OUTPUT_TAG_BYTES + skip;
+    len -= SB_OUTPUT_TAG_BYTES + skip;
     sb_buf_clear(&r->batch);
-    if (sb_buf_append(&r->batch, p + SB_OUTPUT_TAG_BYTES, len - SB_OUTPUT_TAG_BYTES))
+    if (sb_buf_append(&r->batch, p, len))
         return 1; /* out of memory: try again next tick */
-    p += SB_OUTPUT_TAG_BYTES;
     r->batch_count = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
     r->batch_seq = seq;
     r->have_batch = true;
@@ -404,40 +505,45 @@ static int split_batch(struct sb_output_runner *r)
     const uint8_t *ev = r->batch.data + SB_BATCH_HEAD_BYTES;
     size_t len = r->batch.len - SB_BATCH_HEAD_BYTES - SB_BATCH_TAIL_BYTES, mid = 0;
     uint32_t half = r->batch_count / 2;
-    uint8_t tag[SB_OUTPUT_TAG_BYTES] = {(uint8_t)r->index, (uint8_t)(r->index >> 8), 0, 0};
+    struct sb_buf env = SB_BUF_INIT;
+    int rc = 0;
 
     sb_mp_reader_init(&rd, ev, len);
     for (uint32_t i = 0; i < half; i++)
         if (sb_mp_skip(&rd) != 0)
             return -EPROTO;
     mid = sb_mp_reader_offset(&rd);
-    for (int part = 0; part < 2; part++) {
+    if (r->split_seq != r->batch_seq) {
+        r->split_seq = r->batch_seq;
+        r->split_parts = 0;
+    }
+    for (int part = r->split_parts; part < 2; part++) {
         const uint8_t *p = part ? ev + mid : ev;
         size_t n = part ? len - mid : mid;
         uint32_t count = part ? r->batch_count - half : half;
         uint8_t head[SB_BATCH_HEAD_BYTES];
         uint64_t seq;
-        int rc;
 
         memcpy(head, r->batch.data, SB_BATCH_HEAD_BYTES);
         head[8] = (uint8_t)(count >> 24);
         head[9] = (uint8_t)(count >> 16);
         head[10] = (uint8_t)(count >> 8);
         head[11] = (uint8_t)count;
-        sb_buf_clear(&r->rec);
-        if (sb_buf_append(&r->rec, tag, sizeof tag) || sb_buf_append(&r->rec, head, sizeof head) ||
-            sb_buf_append(&r->rec, p, n) ||
-            sb_buf_append(&r->rec, r->batch.data + r->batch.len - SB_BATCH_TAIL_BYTES,
-                          SB_BATCH_TAIL_BYTES))
-            return -ENOMEM;
-        /* The first half may be in the spool already if the second failed last time: a
-         * duplicate delivery at worst, never a loss. */
-        rc = sb_spool_append(r->spool, r->rec.data, r->rec.len, &seq);
-        if (rc)
-            return rc;
+        sb_buf_clear(&env);
+        if (sb_buf_append(&env, head, sizeof head) || sb_buf_append(&env, p, n) ||
+            record_build(r, NULL, 0, env.data, env.len,
+                         r->batch.data + r->batch.len - SB_BATCH_TAIL_BYTES, SB_BATCH_TAIL_BYTES)) {
+            rc = -ENOMEM;
+            break;
+        }
+        if ((rc = sb_spool_append(r->spool, r->rec.data, r->rec.len, &seq)))
+            break;
+        r->split_parts = part + 1;
     }
-    r->c.split++;
-    return 0;
+    sb_buf_free(&env);
+    if (rc == 0)
+        r->c.split++;
+    return rc;
 }
 
 static void note_failure(struct sb_output_runner *r, int status)
@@ -471,6 +577,19 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
     r->in_flight = false;
     if (r->closing)
         return; /* cancelled by the plugin's destroy: the batch stays in the spool */
+    if (r->dropped_in_flight) {
+        /* drop_oldest took it from the spool meanwhile: delivered after all, or dropped. */
+        r->dropped_in_flight = false;
+        if (res->status >= 200 && res->status < 300) {
+            r->c.dropped_oldest -= r->batch_count;
+            r->c.sent += r->batch_count;
+            r->c.sent_batches++;
+        }
+        r->have_batch = false;
+        if (!r->pumping)
+            pump(r, now);
+        return;
+    }
     if (res->status == -EMSGSIZE && r->batch_count > 1) {
         int rc = split_batch(r);
         if (rc == 0) {
@@ -497,7 +616,10 @@ void sb_delivery_done(struct sb_delivery *d, const struct sb_output_result *res)
         r->st.consecutive_failures = 0;
         r->c.sent += r->batch_count;
         r->c.sent_batches++;
-        sb_spool_ack(r->spool, r->index, r->batch_seq);
+        if (res->has_pos)
+            sb_spool_ack_at(r->spool, r->index, r->batch_seq, res->pos, res->pos_id);
+        else
+            sb_spool_ack(r->spool, r->index, r->batch_seq);
         r->acked = r->batch_seq;
         r->have_batch = false;
         break;
@@ -598,6 +720,30 @@ void sb_output_runner_on_durable(struct sb_output_runner *r, uint64_t upto_seq)
         pump(r, sb_now_ns());
 }
 
+void sb_output_runner_on_drop(struct sb_output_runner *r, uint64_t seq, const void *data,
+                              size_t len)
+{
+    const uint8_t *p = data;
+    size_t skip;
+
+    if (len < SB_OUTPUT_TAG_BYTES || ((unsigned)p[0] | (unsigned)p[1] << 8) != r->index)
+        return;
+    skip = SB_OUTPUT_TAG_BYTES + ((size_t)p[2] | (size_t)p[3] << 8);
+    if (len < skip + SB_BATCH_HEAD_BYTES)
+        return;
+    p += skip;
+    r->c.dropped_oldest +=
+        (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+    /* Counted as dropped: not delivered from memory either. One in flight is let finish (and is
+     * delivered then); count it back when it is. */
+    if (r->have_batch && r->batch_seq == seq) {
+        if (r->in_flight)
+            r->dropped_in_flight = true;
+        else
+            r->have_batch = false;
+    }
+}
+
 void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool force)
 {
     int rc;
@@ -613,6 +759,11 @@ void sb_output_runner_tick(struct sb_output_runner *r, uint64_t now_ns, bool for
 }
 
 /* ---- life cycle --------------------------------------------------------------------------- */
+
+static double backlog_bytes(void *arg)
+{
+    return (double)((struct sb_output_runner *)arg)->bl_bytes;
+}
 
 static double g_last_error_status(void *arg)
 {
@@ -648,6 +799,7 @@ static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
     const char *const failed[] = {"output", r->cfg->name, "reason", "attempt_failed", NULL};
     const char *const dead[] = {"output", r->cfg->name, "reason", "refused_or_expired", NULL};
     const char *const filt[] = {"where", r->cfg->name, "reason", "filtered", NULL};
+    const char *const oldest[] = {"where", r->cfg->name, "reason", "spool_drop_oldest", NULL};
 
     if (!m)
         return;
@@ -665,6 +817,11 @@ static void register_metrics(struct sb_output_runner *r, struct sb_metrics *m)
                            &r->c.dead_lettered);
     sb_metrics_counter_ref(m, SB_M_DROPPED, "Events not delivered to an output, by reason.", filt,
                            &r->c.dropped_filtered);
+    sb_metrics_counter_ref(m, SB_M_DROPPED, NULL, oldest, &r->c.dropped_oldest);
+    sb_metrics_gauge_fn(m, "segbus_output_backlog_bytes",
+                        "Bytes of those batches: at most what was read from the rings and is not "
+                        "durable yet.",
+                        out, backlog_bytes, r);
     sb_metrics_gauge_fn(m, SB_M_LAST_ERROR_STATUS,
                         "HTTP status (or -errno) of the output's last failed attempt; 0: none.",
                         out, g_last_error_status, r);
@@ -736,6 +893,16 @@ int sb_output_runner_new(struct sb_output_runner **out, const struct sb_output_c
         sb_output_runner_free(r);
         return rc;
     }
+    if (r->plugin->resume) {
+        uint64_t acked, pos, id;
+        if (sb_spool_output_resume(spool, index, &acked, &pos, &id) == 1 &&
+            (rc = r->plugin->resume(r->state, pos, id)) != 0) {
+            snprintf(err, errlen, "output %s: cannot resume after spool record %llu: %s", cfg->name,
+                     (unsigned long long)acked, strerror(-rc));
+            sb_output_runner_free(r);
+            return rc;
+        }
+    }
     register_metrics(r, metrics);
     *out = r;
     return 0;
@@ -755,6 +922,7 @@ void sb_output_runner_free(struct sb_output_runner *r)
         free(it);
     }
     sb_buf_free(&r->rec);
+    sb_buf_free(&r->snap);
     sb_buf_free(&r->batch);
     free(r->marks);
     if (r->dl_fd >= 0)

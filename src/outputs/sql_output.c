@@ -101,5 +101,7 @@ static void sql_destroy(void *state)
     free(s);
 }
 
-const struct sb_output_plugin sb_output_sqlite = {"sqlite", sqlite_init, sql_deliver, sql_destroy};
-const struct sb_output_plugin sb_output_postgres = {"postgres", pg_init, sql_deliver, sql_destroy};
+const struct sb_output_plugin sb_output_sqlite = {"sqlite", sqlite_init, sql_deliver, sql_destroy,
+                                                  NULL};
+const struct sb_output_plugin sb_output_postgres = {"postgres", pg_init, sql_deliver, sql_destroy,
+                                                    NULL};

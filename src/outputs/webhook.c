@@ -209,4 +209,4 @@ static int webhook_init(void **state, const struct sb_output_config *cfg, struct
 }
 
 const struct sb_output_plugin sb_output_webhook = {"webhook", webhook_init, webhook_deliver,
-                                                   webhook_destroy};
+                                                   webhook_destroy, NULL};

@@ -62,6 +62,7 @@ int sb_pipeline_run(struct sb_pipeline *p, const uint8_t *data, size_t len,
 
         ev.scratch = &p->bufs[p->cur ^ 1];
         ev.reason = 0;
+        ev.inspected = false;
         rc = s->process(s, &ev);
         if (rc == SB_STAGE_PASS) {
             s->passed++;
@@ -70,7 +71,7 @@ int sb_pipeline_run(struct sb_pipeline *p, const uint8_t *data, size_t len,
         if (rc == SB_STAGE_REPLACE) {
             /* Later stages rely on the metadata matching the bytes: re-derive it, and refuse a
              * replacement that is no longer a valid event. */
-            if (sb_event_inspect(ev.scratch->data, ev.scratch->len, meta) != 0) {
+            if (!ev.inspected && sb_event_inspect(ev.scratch->data, ev.scratch->len, meta) != 0) {
                 s->dropped[s->n_reasons + 1]++;
                 return SB_STAGE_DROP;
             }

@@ -19,7 +19,7 @@
  * ev->data after it returns (the bytes are reused), and must never crash on any bytes (the
  * first stage, verify, has already checked the event's shape, but not every field's type).
  * After a REPLACE the pipeline re-inspects the new bytes (sb_event_inspect) so that later stages
- * see consistent metadata; a replacement that is not a valid event is dropped and counted
+ * see consistent metadata (unless the stage says it did that itself: ev->inspected); a replacement that is not a valid event is dropped and counted
  * against the stage that made it (reason "replaced_invalid").
  */
 #ifndef SEGBUS_PIPELINE_STAGE_H
@@ -81,6 +81,10 @@ struct sb_stage_event {
     struct sb_event_meta *meta;
     struct sb_buf *scratch; /* where REPLACE puts the new bytes (cleared by the stage first) */
     unsigned reason;        /* DROP: index into the stage's reasons[] */
+    /* REPLACE: the stage set *meta for the new bytes itself, exactly as sb_event_inspect would
+     * (a rewrite that knows where it put the fields and that it kept the event valid), so the
+     * pipeline skips re-inspecting them. Cleared before each stage. */
+    bool inspected;
 };
 
 struct sb_stage {

@@ -17,14 +17,57 @@
 struct rule {
     enum sb_rule_type type;
     char *key;
+    size_t klen;
     int64_t version;
     struct sb_schema *schema;
+    uint32_t next; /* the next rule of the same type and key (index + 1), 0 = none */
 };
 
+/* Rules are found per event through a hash of (type, key): a plan of thousands of events costs
+ * each event one probe, not a scan. Rules of one (type, key) are chained by `next`. */
 struct sb_plan {
     struct rule *rules;
     size_t n, cap;
+    uint32_t *slots; /* open addressing, 0 = empty, else the first rule's index + 1 */
+    size_t mask;
+    uint32_t *common; /* indexes of the COMMON rules */
+    size_t n_common;
 };
+
+static uint64_t key_hash(enum sb_rule_type type, const char *key, size_t klen)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)type;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (unsigned char)key[i]) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
+/* After loading: the (type, key) hash, the chains and the COMMON list. 0 or -ENOMEM. */
+static int build_index(struct sb_plan *p)
+{
+    size_t cap = 16;
+    while (cap < 2 * p->n)
+        cap *= 2;
+    if (!(p->slots = calloc(cap, sizeof *p->slots)) ||
+        !(p->common = calloc(p->n ? p->n : 1, sizeof *p->common)))
+        return -ENOMEM;
+    p->mask = cap - 1;
+    for (size_t i = p->n; i-- > 0;) { /* backwards, so that chains keep the file's order */
+        struct rule *r = &p->rules[i];
+        size_t at = key_hash(r->type, r->key, r->klen) & p->mask;
+        for (; p->slots[at]; at = (at + 1) & p->mask) {
+            struct rule *f = &p->rules[p->slots[at] - 1];
+            if (f->type == r->type && f->klen == r->klen && !memcmp(f->key, r->key, r->klen))
+                break;
+        }
+        r->next = p->slots[at];
+        p->slots[at] = (uint32_t)i + 1;
+    }
+    for (size_t i = 0; i < p->n; i++)
+        if (p->rules[i].type == SB_RULE_COMMON)
+            p->common[p->n_common++] = (uint32_t)i;
+    return 0;
+}
 
 struct loader {
     struct sb_plan *plan;
@@ -32,7 +75,8 @@ struct loader {
     size_t errlen;
 };
 
-static int lerr(struct loader *l, const char *fmt, ...)
+/* printf-checked: every caller passes a literal format */
+__attribute__((format(printf, 2, 3))) static int lerr(struct loader *l, const char *fmt, ...)
 {
     if (l->err && l->errlen) {
         va_list ap;
@@ -74,6 +118,7 @@ static int add_rule(struct loader *l, enum sb_rule_type type, const char *key, s
     r->type = type;
     r->version = version;
     r->key = strndup(key, klen);
+    r->klen = r->key ? strlen(r->key) : 0;
     if (!r->key)
         return -ENOMEM;
     char why[256] = "";
@@ -330,6 +375,10 @@ int sb_plan_load_json(const char *json, size_t len, struct sb_plan **out, char *
     struct loader l = {p, err, errlen};
     rc = load(&l, (const uint8_t *)sb.data, sb.size, 0);
     msgpack_sbuffer_destroy(&sb);
+    if (rc >= 0 && p->n > UINT32_MAX - 1)
+        rc = lerr(&l, "plan: too many rules");
+    if (rc >= 0)
+        rc = build_index(p);
     if (rc < 0) {
         if (rc == -EINVAL && err && errlen && !err[0])
             snprintf(err, errlen, "plan: malformed");
@@ -349,6 +398,8 @@ void sb_plan_free(struct sb_plan *p)
         sb_schema_free(p->rules[i].schema);
     }
     free(p->rules);
+    free(p->slots);
+    free(p->common);
     free(p);
 }
 
@@ -363,11 +414,27 @@ static const struct rule *pick(const struct sb_plan *p, enum sb_rule_type type, 
 {
     const struct rule *best = NULL;
     *key_known = false;
-    for (size_t i = 0; i < p->n; i++) {
+    if (key) {
+        size_t at = key_hash(type, key, klen) & p->mask;
+        uint32_t first = 0;
+        for (; p->slots[at]; at = (at + 1) & p->mask) {
+            const struct rule *f = &p->rules[p->slots[at] - 1];
+            if (f->type == type && f->klen == klen && !memcmp(f->key, key, klen)) {
+                first = p->slots[at];
+                break;
+            }
+        }
+        for (uint32_t i = first; i; i = p->rules[i - 1].next) {
+            const struct rule *r = &p->rules[i - 1];
+            *key_known = true;
+            if (pinned ? r->version == version : (!best || r->version < best->version))
+                best = r;
+        }
+        return best;
+    }
+    for (size_t i = 0; i < p->n; i++) { /* identify/group: whatever the key (few rules) */
         const struct rule *r = &p->rules[i];
         if (r->type != type)
-            continue;
-        if (key && (strlen(r->key) != klen || memcmp(r->key, key, klen)))
             continue;
         *key_known = true;
         if (pinned ? r->version == version : (!best || r->version < best->version))
@@ -411,6 +478,16 @@ static int add_violation(struct sb_violations *out, enum sb_violation_kind kind,
     return 0;
 }
 
+/* context.protocols.event_version of the event map ev (already checked). */
+static bool pinned_version(const uint8_t *ev, size_t len, int64_t *version)
+{
+    struct sb_mp_reader ctx, prot, ver;
+    return sb_mp_lookup(ev, len, "context", &ctx) == 1 &&
+           sb_mp_lookup(ctx.p, sb_mp_reader_left(&ctx), "protocols", &prot) == 1 &&
+           sb_mp_lookup(prot.p, sb_mp_reader_left(&prot), "event_version", &ver) == 1 &&
+           sb_mp_read_int(&ver, version) == 0;
+}
+
 int sb_plan_check(const struct sb_plan *p, const uint8_t *ev, size_t len, struct sb_violations *out,
                   struct sb_plan_match *match)
 {
@@ -422,8 +499,6 @@ int sb_plan_check(const struct sb_plan *p, const uint8_t *ev, size_t len, struct
     sb_mp_reader_init(&v, ev, len);
     if (!p || sb_mp_peek(&v, &it) < 0 || it.type != SB_MP_MAP || sb_mp_check(ev, len, 256) < 0)
         return -EINVAL;
-    size_t before = out ? out->count : 0;
-    int invalid = 0;
 
     const char *type = "", *name = NULL;
     size_t tlen = 0, nlen = 0;
@@ -438,21 +513,30 @@ int sb_plan_check(const struct sb_plan *p, const uint8_t *ev, size_t len, struct
         sb_mp_read_str(&v, &name, &nlen);
     if ((t == SB_RULE_PAGE || t == SB_RULE_SCREEN) && sb_mp_lookup(ev, len, "name", &v) == 1)
         sb_mp_read_str(&v, &name, &nlen);
-    /* context.protocols.event_version */
+    return sb_plan_check_event(p, ev, len, t, name, nlen, out, match);
+}
+
+int sb_plan_check_event(const struct sb_plan *p, const uint8_t *ev, size_t len, int t,
+                        const char *name, size_t nlen, struct sb_violations *out,
+                        struct sb_plan_match *match)
+{
+    struct sb_plan_match m = {true, NULL, 0, SB_RULE_COMMON};
+    if (match)
+        *match = m;
+    if (!p || t > SB_RULE_SCREEN)
+        return -EINVAL;
+    size_t before = out ? out->count : 0;
+    int invalid = 0;
+    /* context.protocols.event_version (only looked up when some rule could care) */
     bool pinned = false;
     int64_t version = 0;
-    struct sb_mp_reader ctx, prot, ver;
-    if (sb_mp_lookup(ev, len, "context", &ctx) == 1 &&
-        sb_mp_lookup(ctx.p, sb_mp_reader_left(&ctx), "protocols", &prot) == 1 &&
-        sb_mp_lookup(prot.p, sb_mp_reader_left(&prot), "event_version", &ver) == 1)
-        pinned = sb_mp_read_int(&ver, &version) == 0;
+    if (t >= 0 && p->n > p->n_common)
+        pinned = pinned_version(ev, len, &version);
 
     /* Common rules first (Segment evaluates the event's own rules, then the common schema;
      * the order only changes the order of the list). */
-    for (size_t i = 0; i < p->n; i++) {
-        if (p->rules[i].type != SB_RULE_COMMON)
-            continue;
-        int rc = sb_schema_validate_checked(p->rules[i].schema, ev, len, out);
+    for (size_t i = 0; i < p->n_common; i++) {
+        int rc = sb_schema_validate_checked(p->rules[p->common[i]].schema, ev, len, out);
         if (rc < 0)
             return rc;
         if (rc == 0) {

@@ -60,6 +60,15 @@ struct sb_plan_match {
 int sb_plan_check(const struct sb_plan *plan, const uint8_t *event, size_t len,
                   struct sb_violations *out, struct sb_plan_match *match);
 
+/* sb_plan_check for an event whose shape is known: ev[0..len) already passed
+ * sb_mp_check(ev, len, <= 256) (the pipeline's verify does that for every event a stage sees)
+ * and its call type and name were read from it: t is the sb_rule_type of "type" (TRACK..SCREEN,
+ * -1 for alias or an unknown type), name[0..nlen) the track "event" or page/screen "name" (NULL
+ * if absent). Saves the check and the lookups that sb_plan_check does. */
+int sb_plan_check_event(const struct sb_plan *plan, const uint8_t *ev, size_t len, int t,
+                        const char *name, size_t nlen, struct sb_violations *out,
+                        struct sb_plan_match *match);
+
 #ifdef __cplusplus
 }
 #endif

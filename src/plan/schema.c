@@ -165,7 +165,8 @@ static char *arena_strndup(struct sb_schema *s, const char *p, size_t n)
     return d;
 }
 
-static int errf(struct sb_schema *s, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int errf(struct sb_schema *s, int rc, const char *fmt,
+                                                      ...)
 {
     if (s->err && s->errlen && !s->err[0]) {
         va_list ap;
@@ -386,6 +387,12 @@ static bool mp_equal(struct sb_mp_reader *a, struct sb_mp_reader *b, int depth)
     default:
         return false;
     }
+}
+
+/* Equal names: most candidates differ in the first byte, which saves the libc call. */
+static inline bool same_name(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return !n || (a[0] == b[0] && !memcmp(a + 1, b + 1, n - 1));
 }
 
 static bool bytes_equal(struct bytes a, struct bytes b)
@@ -1397,8 +1404,9 @@ static void render_path(const struct vctx *c, const uint8_t *extra, size_t extra
 }
 
 /* Record a failure (or just report it when nobody collects). Returns 0: "invalid". */
-static int fail(struct vctx *c, enum sb_violation_kind kind, const char *keyword,
-                const uint8_t *extra, size_t extra_len, const char *fmt, ...)
+__attribute__((format(printf, 6, 7))) static int fail(struct vctx *c, enum sb_violation_kind kind,
+                                                      const char *keyword, const uint8_t *extra,
+                                                      size_t extra_len, const char *fmt, ...)
 {
     struct sb_violations *v = c->out;
     if (!v)
@@ -1582,7 +1590,12 @@ static int next_entry(struct sb_mp_reader *r, struct entry *e)
 {
     struct sb_mp_item k;
     e->kp = r->p;
-    if (sb_mp_next(r, &k) < 0)
+    if (sb_mp_peek(r, &k) < 0)
+        return -EINVAL;
+    /* a key may itself be a container (msgpack allows it): skip it whole, not just its header */
+    if (k.type == SB_MP_STR)
+        r->p = k.v.str.ptr + k.v.str.len;
+    else if (sb_mp_skip(r) < 0)
         return -EINVAL;
     e->klen = (uint32_t)(r->p - e->kp);
     e->vp = r->p;
@@ -1601,7 +1614,7 @@ static int present(const struct entry *idx, uint32_t n_idx, const struct sb_mp_r
 {
     if (idx) {
         for (uint32_t i = 0; i < n_idx; i++)
-            if (idx[i].str && idx[i].nlen == name.n && !memcmp(idx[i].name, name.p, name.n))
+            if (idx[i].str && idx[i].nlen == name.n && same_name(idx[i].name, name.p, name.n))
                 return 1;
         return 0;
     }
@@ -1689,7 +1702,7 @@ static int validate_object(struct vctx *c, const struct node *s, const uint8_t *
         bool matched = false;
         if (e.str) {
             for (size_t j = 0; j < s->n_props; j++)
-                if (s->props[j].name.n == nlen && !memcmp(s->props[j].name.p, name, nlen)) {
+                if (s->props[j].name.n == nlen && same_name(s->props[j].name.p, name, nlen)) {
                     matched = true;
                     CHECK(validate(c, s->props[j].s, e.vp, e.vlen) > 0);
                 }

@@ -11,14 +11,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "event/event.h"
 #include "json/json.h"
 #include "metrics/metrics.h"
 #include "mp/mp_reader.h"
 #include "protocols/protocols.h"
 #include "protocols/rewrite.h"
 
-#define MAX_HANDLED 100     /* violations handled per event (more are counted as one block) */
-#define MAX_SERIES 1024     /* distinct (event, type, field) counter series per stage */
+#define MAX_HANDLED 100 /* violations handled per event (more are counted as one block) */
+#define MAX_SERIES 1024 /* distinct (event, type, field) counter series per stage */
 
 static int buf_write(void *data, const char *buf, size_t len)
 {
@@ -53,6 +54,10 @@ int sb_plan_opts_parse(const struct sb_kv_list *kv, struct sb_plan_opts *o, char
             rc = parse_mode(k, "allow|omit", &o->unplanned_properties, err, errlen);
         } else if (!strcmp(k->path, "invalid")) {
             rc = parse_mode(k, "allow|omit|block", &o->invalid, err, errlen);
+        } else if (!strcmp(k->path, "forward_to")) {
+            free(o->forward_to);
+            if (!(o->forward_to = strdup(k->value)))
+                rc = -ENOMEM;
         } else if (!strcmp(k->path, "log")) {
             free(o->log_path);
             if (!(o->log_path = strdup(k->value)))
@@ -69,7 +74,7 @@ int sb_plan_opts_parse(const struct sb_kv_list *kv, struct sb_plan_opts *o, char
         } else {
             snprintf(err, errlen,
                      "line %d: violations: unknown key '%s' (known: unplanned_events, "
-                     "unplanned_properties, invalid, log, log_max_bytes)",
+                     "unplanned_properties, invalid, log, log_max_bytes, forward_to)",
                      k->line, k->path);
             rc = -EINVAL;
         }
@@ -83,6 +88,8 @@ void sb_plan_opts_free(struct sb_plan_opts *o)
 {
     free(o->log_path);
     o->log_path = NULL;
+    free(o->forward_to);
+    o->forward_to = NULL;
 }
 
 static enum sb_pmode mode_of(const struct sb_plan_opts *o, enum sb_violation_kind k)
@@ -125,9 +132,41 @@ static int pack_violations(msgpack_packer *pk, const struct sb_plan_opts *o,
     return 0;
 }
 
+static int handle(const struct sb_plan *plan, const struct sb_plan_opts *o, const uint8_t *ev,
+                  size_t len, const struct sb_event_meta *meta, struct sb_violations *v,
+                  struct sb_plan_match *match, struct sb_buf *out);
+
 int sb_plan_handle(const struct sb_plan *plan, const struct sb_plan_opts *o, const uint8_t *ev,
                    size_t len, struct sb_violations *v, struct sb_plan_match *match,
                    struct sb_buf *out)
+{
+    return handle(plan, o, ev, len, NULL, v, match, out);
+}
+
+/* The rule type of a call (-1: alias, which plans do not cover). */
+static int rule_type(enum sb_call call)
+{
+    switch (call) {
+    case SB_CALL_TRACK:
+        return SB_RULE_TRACK;
+    case SB_CALL_IDENTIFY:
+        return SB_RULE_IDENTIFY;
+    case SB_CALL_GROUP:
+        return SB_RULE_GROUP;
+    case SB_CALL_PAGE:
+        return SB_RULE_PAGE;
+    case SB_CALL_SCREEN:
+        return SB_RULE_SCREEN;
+    default:
+        return -1;
+    }
+}
+
+/* meta non-NULL: ev passed sb_event_inspect (checked, type and name in meta), so the plan need
+ * not check or look them up again. */
+static int handle(const struct sb_plan *plan, const struct sb_plan_opts *o, const uint8_t *ev,
+                  size_t len, const struct sb_event_meta *meta, struct sb_violations *v,
+                  struct sb_plan_match *match, struct sb_buf *out)
 {
     struct sb_rw_rule rules[MAX_HANDLED + 1];
     struct sb_buf val = SB_BUF_INIT;
@@ -138,7 +177,9 @@ int sb_plan_handle(const struct sb_plan *plan, const struct sb_plan_opts *o, con
 
     sb_violations_clear(v);
     v->limit = MAX_HANDLED;
-    rc = sb_plan_check(plan, ev, len, v, match);
+    rc = meta ? sb_plan_check_event(plan, ev, len, rule_type(meta->call), (const char *)meta->event,
+                                    meta->event_len, v, match)
+              : sb_plan_check(plan, ev, len, v, match);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -197,6 +238,10 @@ struct pstage {
     uint64_t blocked, omitted, rotations, log_errors;
     uint64_t series[MAX_SERIES * 2]; /* open-addressed set of label hashes (0 = empty) */
     size_t n_series;
+    struct sb_violation_sink sink;
+    struct sb_buf gen; /* one Violation Generated event */
+    uint64_t forwarded, forward_failed;
+    uint64_t violated; /* events with violations (the tail notices when this moves) */
 };
 
 static const char *const plan_reasons[] = {"malformed", "blocked", "log_failed", NULL};
@@ -229,8 +274,8 @@ static void count(struct pstage *ps, const char *event, const struct sb_violatio
             ps->n_series++;
         }
     }
-    const char *const labels[] = {"source", ps->source_name, "event", event, "type", type,
-                                  "field",  field,           NULL};
+    const char *const labels[] = {"source", ps->source_name, "event", event, "type",
+                                  type,     "field",         field,   NULL};
     if ((c = sb_metrics_counter(ps->m, "segbus_plan_violations_total",
                                 "Tracking-plan violations by source, event, type and field.",
                                 labels)))
@@ -291,6 +336,65 @@ static int log_blocked(struct pstage *ps, const char *event, const uint8_t *ev, 
     return 0;
 }
 
+static int pack_strn(msgpack_packer *pk, const void *s, size_t n)
+{
+    return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n) ? -ENOMEM : 0;
+}
+
+int sb_violation_generated(const struct sb_violation *x, const uint8_t *ev, size_t len,
+                           const struct sb_event_meta *meta, const char *source, int64_t now_ms,
+                           struct sb_buf *out)
+{
+    msgpack_packer pk;
+    struct sb_mp_reader r;
+    const char *ts = NULL;
+    size_t ts_len = 0;
+    char id[37], when[25];
+    uint8_t raw[16];
+
+    if (sb_mp_lookup(ev, len, "timestamp", &r) == 1 && sb_mp_read_str(&r, &ts, &ts_len))
+        ts = NULL;
+    sb_uuid7(now_ms / 1000, (uint32_t)(now_ms % 1000) * 1000000u, id, raw);
+    sb_timestamp_format(now_ms / 1000, (uint32_t)(now_ms % 1000), when);
+    msgpack_packer_init(&pk, out, buf_write);
+    if (msgpack_pack_map(&pk, 6) || pack_cstr(&pk, "type") || pack_cstr(&pk, "track") ||
+        pack_cstr(&pk, "event") || pack_cstr(&pk, "Violation Generated") ||
+        pack_cstr(&pk, "userId") || pack_cstr(&pk, "schema-violations") ||
+        pack_cstr(&pk, "messageId") || pack_cstr(&pk, id) || pack_cstr(&pk, "timestamp") ||
+        pack_cstr(&pk, when) || pack_cstr(&pk, "properties") ||
+        msgpack_pack_map(&pk, 7 + (ts != NULL)) || pack_cstr(&pk, "violationType") ||
+        pack_cstr(&pk, sb_violation_kind_name(x->kind)) || pack_cstr(&pk, "violationField") ||
+        pack_cstr(&pk, x->path ? x->path : "") || pack_cstr(&pk, "violationDescription") ||
+        pack_cstr(&pk, x->reason ? x->reason : "") || pack_cstr(&pk, "eventName") ||
+        pack_strn(&pk, meta->event ? (const char *)meta->event : "", meta->event_len) ||
+        pack_cstr(&pk, "eventType") || pack_cstr(&pk, sb_call_name(meta->call)) ||
+        pack_cstr(&pk, "eventMessageID") ||
+        pack_strn(&pk, meta->message_id ? (const char *)meta->message_id : "",
+                  meta->message_id_len) ||
+        pack_cstr(&pk, "sourceName") || pack_cstr(&pk, source) ||
+        (ts && (pack_cstr(&pk, "eventTimestamp") || pack_strn(&pk, ts, ts_len))))
+        return -ENOMEM;
+    return 0;
+}
+
+/* One `Violation Generated` per violation to the chosen output. A refusal is counted, never
+ * fatal for the event itself: forwarding is a report, not the event's path. */
+static void forward(struct pstage *ps, const struct sb_stage_event *ev)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < ps->v.count; i++) {
+        sb_buf_clear(&ps->gen);
+        if (sb_violation_generated(&ps->v.items[i], ev->data, ev->len, ev->meta, ps->source_name,
+                                   now_ms, &ps->gen) ||
+            ps->sink.emit(ps->sink.arg, ps->o.forward_to, ps->gen.data, ps->gen.len))
+            ps->forward_failed++;
+        else
+            ps->forwarded++;
+    }
+}
+
 static int plan_process(struct sb_stage *st, struct sb_stage_event *ev)
 {
     struct pstage *ps = st->state;
@@ -300,7 +404,9 @@ static int plan_process(struct sb_stage *st, struct sb_stage_event *ev)
 
     if (ev->meta->source != ps->source)
         return SB_STAGE_PASS;
-    rc = sb_plan_handle(ps->plan, &ps->o, ev->data, ev->len, &ps->v, &match, ev->scratch);
+    /* every event a stage sees passed sb_event_inspect (verify, or the re-inspection after a
+     * replace): its bytes are checked and meta matches them */
+    rc = handle(ps->plan, &ps->o, ev->data, ev->len, ev->meta, &ps->v, &match, ev->scratch);
     if (rc == -EINVAL) {
         ev->reason = 0;
         return SB_STAGE_DROP;
@@ -309,21 +415,16 @@ static int plan_process(struct sb_stage *st, struct sb_stage_event *ev)
         return rc;
     if (rc == SB_PLAN_CLEAN)
         return SB_STAGE_PASS;
-    {
-        /* the name from the bytes: metadata may be stale after an earlier stage's replace */
-        struct sb_mp_reader r;
-        const char *name;
-        size_t n;
-        if ((sb_mp_lookup(ev->data, ev->len, "event", &r) == 1 ||
-             sb_mp_lookup(ev->data, ev->len, "name", &r) == 1) &&
-            !sb_mp_read_str(&r, &name, &n)) {
-            n = n < sizeof event - 1 ? n : sizeof event - 1;
-            memcpy(event, name, n);
-            event[n] = 0;
-        }
+    if (ev->meta->event) {
+        size_t n = ev->meta->event_len < sizeof event - 1 ? ev->meta->event_len : sizeof event - 1;
+        memcpy(event, ev->meta->event, n);
+        event[n] = 0;
     }
+    ps->violated++;
     for (size_t i = 0; i < ps->v.count; i++)
         count(ps, event, &ps->v.items[i]);
+    if (ps->sink.emit && ps->o.forward_to)
+        forward(ps, ev);
     if (rc == SB_PLAN_BLOCKED) {
         ps->blocked++;
         if (log_blocked(ps, event, ev->data, ev->len)) {
@@ -341,9 +442,8 @@ static int plan_process(struct sb_stage *st, struct sb_stage_event *ev)
     return SB_STAGE_PASS;
 }
 
-static void plan_destroy(struct sb_stage *st)
+static void plan_destroy_parts(struct pstage *ps)
 {
-    struct pstage *ps = st->state;
     if (ps->fd >= 0)
         close(ps->fd);
     sb_plan_free(ps->plan);
@@ -351,8 +451,14 @@ static void plan_destroy(struct sb_stage *st)
     sb_violations_free(&ps->v);
     sb_buf_free(&ps->line);
     sb_buf_free(&ps->rec);
+    sb_buf_free(&ps->gen);
     free(ps->source_name);
     free(ps);
+}
+
+static void plan_destroy(struct sb_stage *st)
+{
+    plan_destroy_parts(st->state);
     free(st);
 }
 
@@ -379,6 +485,11 @@ struct sb_stage *sb_plan_stage_new(struct sb_plan *plan, const struct sb_plan_op
     ps->source = source;
     ps->m = m;
     ps->fd = -1;
+    if (o->forward_to && !(ps->o.forward_to = strdup(o->forward_to))) {
+        plan_destroy_parts(ps); /* frees the plan too: the stage owned it */
+        free(st);
+        return NULL;
+    }
     *st = (struct sb_stage){.name = "plan",
                             .reasons = plan_reasons,
                             .process = plan_process,
@@ -394,4 +505,41 @@ void sb_plan_stage_counts(const struct sb_stage *s, uint64_t *blocked, uint64_t 
     *blocked = ps->blocked;
     *omitted = ps->omitted;
     *rotations = ps->rotations;
+}
+
+void sb_plan_stage_set_sink(struct sb_stage *s, const struct sb_violation_sink *sink)
+{
+    struct pstage *ps = s->state;
+    ps->sink = sink ? *sink : (struct sb_violation_sink){0};
+}
+
+void sb_plan_stage_forwarded(const struct sb_stage *s, uint64_t *forwarded, uint64_t *failed)
+{
+    const struct pstage *ps = s->state;
+    *forwarded = ps->forwarded;
+    *failed = ps->forward_failed;
+}
+
+uint64_t sb_plan_stage_violated(const struct sb_stage *s, const struct sb_violations **last)
+{
+    const struct pstage *ps = s->state;
+    if (last)
+        *last = &ps->v;
+    return ps->violated;
+}
+
+int sb_violations_json(const struct sb_violations *v, struct sb_buf *out)
+{
+    struct sb_buf mp = SB_BUF_INIT;
+    struct sb_plan_opts all = {0};
+    msgpack_packer pk;
+    size_t used;
+    int rc;
+
+    msgpack_packer_init(&pk, &mp, buf_write);
+    rc = pack_violations(&pk, &all, v, -1);
+    if (!rc)
+        rc = sb_msgpack_to_json(mp.data, mp.len, &used, out);
+    sb_buf_free(&mp);
+    return rc < 0 ? rc : rc ? -ENOMEM : 0;
 }

@@ -43,6 +43,22 @@ static int read_file(const char *path, char **data, size_t *len)
 int sb_protocols_add_stages(struct sb_pipeline *p, const struct sb_config *cfg,
                             struct sb_metrics *m, char *err, size_t errlen)
 {
+    return sb_protocols_add_stages_sink(p, cfg, m, NULL, err, errlen);
+}
+
+/* Does forward_to name a configured output? */
+static bool output_exists(const struct sb_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        if (cfg->outputs[i].name && !strcmp(cfg->outputs[i].name, name))
+            return true;
+    return false;
+}
+
+int sb_protocols_add_stages_sink(struct sb_pipeline *p, const struct sb_config *cfg,
+                                 struct sb_metrics *m, const struct sb_violation_sink *sink,
+                                 char *err, size_t errlen)
+{
     char e[512];
     int rc;
 
@@ -78,9 +94,19 @@ int sb_protocols_add_stages(struct sb_pipeline *p, const struct sb_config *cfg,
                 }
                 snprintf(o.log_path, n, "%s/%s.violations.ndjson", cfg->spool.dir, src->name);
             }
+            if (o.forward_to && (!sink || !output_exists(cfg, o.forward_to))) {
+                snprintf(err, errlen, "source %s: violations.forward_to: '%s' is not an output%s",
+                         src->name, o.forward_to, sink ? "" : " (no output here takes them)");
+                sb_plan_opts_free(&o);
+                sb_plan_free(plan);
+                return -EINVAL;
+            }
             s = sb_plan_stage_new(plan, &o, src->name, (int)i, m);
             sb_plan_opts_free(&o);
-            if (!s || sb_pipeline_add(p, s))
+            if (!s)
+                return -ENOMEM;
+            sb_plan_stage_set_sink(s, sink);
+            if (sb_pipeline_add(p, s))
                 return -ENOMEM;
         }
         if (src->transforms.n) {

@@ -42,8 +42,17 @@ struct sb_plan_opts {
     enum sb_pmode unplanned_events;     /* allow | block */
     enum sb_pmode unplanned_properties; /* allow | omit */
     enum sb_pmode invalid;              /* allow | omit | block (required/type/value) */
-    char *log_path;                     /* blocked events, NDJSON; NULL = <dir>/<source>.violations.ndjson */
-    uint64_t log_max_bytes;             /* rotate to <log>.1 past this size; 0 = never */
+    char *log_path;         /* blocked events, NDJSON; NULL = <dir>/<source>.violations.ndjson */
+    uint64_t log_max_bytes; /* rotate to <log>.1 past this size; 0 = never */
+    char
+        *forward_to; /* output that gets a `Violation Generated` track per violation; NULL = none */
+};
+
+/* Where `Violation Generated` events go (violations.forward_to): emit hands the embedding
+ * daemon one msgpack track event for the named output, on the loop thread. 0 or -errno. */
+struct sb_violation_sink {
+    int (*emit)(void *arg, const char *output, const uint8_t *ev, size_t len);
+    void *arg;
 };
 
 /* Parse a source's `violations` list. Unknown keys and bad values are errors naming the line. */
@@ -69,12 +78,35 @@ struct sb_stage *sb_plan_stage_new(struct sb_plan *plan, const struct sb_plan_op
 /* Counters of a plan stage (tests, `segbus stat`): events blocked / logged lines / rotations. */
 void sb_plan_stage_counts(const struct sb_stage *s, uint64_t *blocked, uint64_t *omitted,
                           uint64_t *rotations);
+/* For `segbus tail`: the number of events this stage found violations in so far, and (when
+ * that moved since the caller last looked, i.e. for the event just run) the violations of the
+ * last such event. s must be a plan stage (name "plan"). */
+uint64_t sb_plan_stage_violated(const struct sb_stage *s, const struct sb_violations **last);
+/* The violations as a JSON array [{"type","field","reason"}...], appended to out. 0 or -ENOMEM. */
+int sb_violations_json(const struct sb_violations *v, struct sb_buf *out);
+
+/* Forward violations to sink (copied) when the stage's opts name an output in forward_to. */
+void sb_plan_stage_set_sink(struct sb_stage *s, const struct sb_violation_sink *sink);
+/* `Violation Generated` events handed to the sink / refused by it. */
+void sb_plan_stage_forwarded(const struct sb_stage *s, uint64_t *forwarded, uint64_t *failed);
+/* The `Violation Generated` track event (msgpack, appended to out) for violation x of the event
+ * ev[0..len) of source `source`, as Segment forwards them: userId "schema-violations",
+ * properties violationType, violationField, violationDescription, eventName, eventType,
+ * eventMessageID, eventTimestamp, sourceName. now_ms: its timestamp. 0 or -ENOMEM. */
+int sb_violation_generated(const struct sb_violation *x, const uint8_t *ev, size_t len,
+                           const struct sb_event_meta *meta, const char *source, int64_t now_ms,
+                           struct sb_buf *out);
 
 /* Add the plan and transform stages of every configured source to p (plan first, then
  * transforms: validation sees what the app sent, PII is gone before spooling). Plan files are
  * read and compiled here. 0, or <0 with err naming the source and the problem. */
 int sb_protocols_add_stages(struct sb_pipeline *p, const struct sb_config *cfg,
                             struct sb_metrics *m, char *err, size_t errlen);
+/* The same, forwarding violations of sources with violations.forward_to (which must name a
+ * configured output) to sink (may be NULL: then forward_to is refused). */
+int sb_protocols_add_stages_sink(struct sb_pipeline *p, const struct sb_config *cfg,
+                                 struct sb_metrics *m, const struct sb_violation_sink *sink,
+                                 char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -12,8 +12,10 @@
 #include "json/json.h"
 #include "mp/mp_reader.h"
 
-#define RW_MAX_ACTIVE 128 /* rules alive at one level: bounded so the per-level state is on stack */
-#define RW_MAX_DEPTH 64   /* nesting walked while rules are alive (transparent arrays) */
+#define RW_MAX_ACTIVE                                                                              \
+    128                 /* rules alive at one level: bounded so the per-level state is on stack    \
+                         */
+#define RW_MAX_DEPTH 64 /* nesting walked while rules are alive (transparent arrays) */
 
 struct active {
     const struct sb_rw_rule *r;
@@ -23,6 +25,9 @@ struct active {
 struct ctx {
     msgpack_packer pk;
     struct sb_buf *out;
+    size_t base; /* where this rewrite's output starts in out */
+    struct sb_rw_top *top;
+    size_t top_len[16]; /* strlen of top->keys (up to 16 are looked for) */
     bool changed;
 };
 
@@ -95,9 +100,11 @@ void sb_rw_title_case(char *s, size_t len)
     }
 }
 
-static bool seg_is_key(const struct sb_rw_seg *g, const uint8_t *k, uint32_t klen)
+/* Called for every rule at every key on a rule's path: most differ in length or first byte,
+ * which saves the libc call. */
+static inline bool seg_is_key(const struct sb_rw_seg *g, const uint8_t *k, uint32_t klen)
 {
-    return g->len == klen && !memcmp(g->s, k, klen);
+    return g->len == klen && (!klen || ((uint8_t)g->s[0] == k[0] && !memcmp(g->s, k, klen)));
 }
 
 static bool seg_is_index(const struct sb_rw_seg *g, uint32_t i)
@@ -225,64 +232,45 @@ static int emit_matched(struct ctx *c, struct sb_mp_reader *r, const struct acti
 
 static const uint8_t empty_map[1] = {0x80};
 
+/* Record where a root key's value went (offsets relative to the root map's body until the root
+ * header is final). */
+static void note_top(struct ctx *c, const struct sb_mp_item *k, size_t vstart, size_t body)
+{
+    struct sb_rw_top *t = c->top;
+    if (!t || k->type != SB_MP_STR)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        if (c->top_len[i] == k->v.str.len && !memcmp(t->keys[i], k->v.str.ptr, k->v.str.len)) {
+            t->off[i] = vstart - body;
+            t->len[i] = c->out->len - vstart;
+        }
+}
+
+/* One pass per map: the header is written as a map32 placeholder and shrunk to the smallest
+ * form once the count is known (a memmove of what was written is cheaper than a second walk
+ * of the input to count, and keeps the output canonical). */
 static int rw_map(struct ctx *c, struct sb_mp_reader *r, uint32_t pairs, const struct active *act,
                   size_t nact, int depth)
 {
     bool keep_mode = false, seen[RW_MAX_ACTIVE] = {0};
-    struct sb_mp_reader pre = *r;
     struct active sub[RW_MAX_ACTIVE];
-    uint32_t kept = 0, inserted = 0;
+    uint32_t written = 0;
     struct sb_mp_item k;
-    const uint8_t *vend[64]; /* where the first pairs' values end: pass 2 skips nothing twice */
+    size_t hdr_at = c->out->len, body = hdr_at + 5, shift;
+    bool root = depth == 0;
     int rc;
 
     for (size_t i = 0; i < nact; i++)
         keep_mode |= act[i].r->op == SB_RW_KEEP && act[i].d + 1 == act[i].r->n;
-    /* pass 1: count what stays, note which SET targets exist */
-    for (uint32_t p = 0; p < pairs; p++) {
-        bool drop = false, keep = !keep_mode;
-        if ((rc = sb_mp_peek(&pre, &k)))
-            return rc;
-        if (k.type == SB_MP_STR) {
-            sb_mp_next(&pre, &k);
-            for (size_t i = 0; i < nact; i++) {
-                const struct sb_rw_rule *rule = act[i].r;
-                if (!seg_is_key(&rule->segs[act[i].d], k.v.str.ptr, k.v.str.len))
-                    continue;
-                seen[i] = true;
-                drop |= rule->op == SB_RW_DROP && act[i].d + 1 == rule->n;
-                keep |= rule->op == SB_RW_KEEP;
-            }
-        } else if ((rc = sb_mp_skip(&pre))) {
-            return rc;
-        }
-        if ((rc = sb_mp_skip(&pre)))
-            return rc;
-        if (p < 64)
-            vend[p] = pre.p;
-        kept += keep && !drop;
-    }
-    /* SET rules whose key is absent insert it: one key per distinct first segment */
-    for (size_t i = 0; i < nact; i++) {
-        bool dup = false;
-        if (seen[i] || act[i].r->op != SB_RW_SET)
-            continue;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = !seen[j] && act[j].r->op == SB_RW_SET &&
-                  act[j].r->segs[act[j].d].len == act[i].r->segs[act[i].d].len &&
-                  !memcmp(act[j].r->segs[act[j].d].s, act[i].r->segs[act[i].d].s,
-                          act[i].r->segs[act[i].d].len);
-        inserted += !dup;
-    }
-    if (kept != pairs || inserted)
-        c->changed = true;
-    if (msgpack_pack_map(&c->pk, kept + inserted))
+    if (sb_buf_append(c->out, "\xdf\0\0\0\0", 5))
         return -ENOMEM;
-    /* pass 2: write */
+    if (root && c->top)
+        for (size_t i = 0; i < c->top->n; i++)
+            c->top->off[i] = SIZE_MAX;
     for (uint32_t p = 0; p < pairs; p++) {
         bool drop = false, keep = !keep_mode;
-        size_t nsub = 0;
-        const uint8_t *k0 = r->p;
+        size_t nsub = 0, vstart;
+        const uint8_t *k0 = r->p, *kend;
         if ((rc = sb_mp_peek(r, &k)))
             return rc;
         if (k.type == SB_MP_STR) {
@@ -291,6 +279,7 @@ static int rw_map(struct ctx *c, struct sb_mp_reader *r, uint32_t pairs, const s
                 const struct sb_rw_rule *rule = act[i].r;
                 if (!seg_is_key(&rule->segs[act[i].d], k.v.str.ptr, k.v.str.len))
                     continue;
+                seen[i] = true;
                 drop |= rule->op == SB_RW_DROP && act[i].d + 1 == rule->n;
                 keep |= rule->op == SB_RW_KEEP;
                 sub[nsub++] = (struct active){rule, act[i].d + 1};
@@ -298,26 +287,31 @@ static int rw_map(struct ctx *c, struct sb_mp_reader *r, uint32_t pairs, const s
         } else if ((rc = sb_mp_skip(r))) {
             return rc;
         }
+        kend = r->p;
         if (!keep || drop) {
-            if (p < 64)
-                r->p = vend[p];
-            else if ((rc = sb_mp_skip(r)))
+            if ((rc = sb_mp_skip(r)))
                 return rc;
+            c->changed = true;
             continue;
         }
-        if (!nsub && p < 64) { /* key and value in one copy */
-            rc = sb_buf_append(c->out, k0, (size_t)(vend[p] - k0));
-            r->p = vend[p];
-            if (rc)
+        written++;
+        if (!nsub) { /* key and value in one copy */
+            if ((rc = sb_mp_skip(r)))
                 return rc;
-            continue;
+            vstart = c->out->len + (size_t)(kend - k0);
+            if ((rc = sb_buf_append(c->out, k0, (size_t)(r->p - k0))))
+                return rc;
+        } else {
+            if ((rc = sb_buf_append(c->out, k0, (size_t)(kend - k0))))
+                return rc;
+            vstart = c->out->len;
+            if ((rc = emit_matched(c, r, sub, nsub, depth)))
+                return rc;
         }
-        if ((rc = sb_buf_append(c->out, k0, (size_t)(r->p - k0))))
-            return rc;
-        rc = nsub ? emit_matched(c, r, sub, nsub, depth) : copy_raw(c, r);
-        if (rc)
-            return rc;
+        if (root)
+            note_top(c, &k, vstart, body);
     }
+    /* SET rules whose key is absent insert it: one key per distinct first segment */
     for (size_t i = 0; i < nact; i++) {
         const struct sb_rw_seg *g = &act[i].r->segs[act[i].d];
         size_t nsub = 0;
@@ -336,10 +330,43 @@ static int rw_map(struct ctx *c, struct sb_mp_reader *r, uint32_t pairs, const s
                 sub[nsub++] = (struct active){act[j].r, act[j].d + 1};
         if ((rc = pack_str(c, g->s, g->len)))
             return rc;
+        size_t vstart = c->out->len;
         sb_mp_reader_init(&er, empty_map, sizeof empty_map);
         if ((rc = emit_matched(c, &er, sub, nsub, depth)))
             return rc;
+        written++;
+        c->changed = true;
+        if (root) {
+            struct sb_mp_item gk = {.type = SB_MP_STR};
+            gk.v.str.ptr = (const uint8_t *)g->s;
+            gk.v.str.len = (uint32_t)g->len;
+            note_top(c, &gk, vstart, body);
+        }
     }
+    uint8_t *h = (uint8_t *)c->out->data + hdr_at;
+    if (written <= 15) {
+        h[0] = (uint8_t)(0x80 | written);
+        shift = 4;
+    } else if (written <= 0xffff) {
+        h[0] = 0xde;
+        h[1] = (uint8_t)(written >> 8);
+        h[2] = (uint8_t)written;
+        shift = 2;
+    } else {
+        h[1] = (uint8_t)(written >> 24);
+        h[2] = (uint8_t)(written >> 16);
+        h[3] = (uint8_t)(written >> 8);
+        h[4] = (uint8_t)written;
+        shift = 0;
+    }
+    if (shift) {
+        memmove(h + 5 - shift, h + 5, c->out->len - body);
+        c->out->len -= shift;
+    }
+    if (root && c->top)
+        for (size_t i = 0; i < c->top->n; i++)
+            if (c->top->off[i] != SIZE_MAX)
+                c->top->off[i] += body - shift - c->base;
     return 0;
 }
 
@@ -422,22 +449,35 @@ static int rw_value(struct ctx *c, struct sb_mp_reader *r, const struct active *
 int sb_rw_apply(const uint8_t *in, size_t len, const struct sb_rw_rule *rules, size_t n_rules,
                 struct sb_buf *out)
 {
-    struct ctx c = {.out = out};
+    return sb_rw_apply_top(in, len, rules, n_rules, out, NULL);
+}
+
+int sb_rw_apply_top(const uint8_t *in, size_t len, const struct sb_rw_rule *rules, size_t n_rules,
+                    struct sb_buf *out, struct sb_rw_top *top)
+{
+    struct ctx c = {.out = out, .base = out->len, .top = top};
     struct active act[RW_MAX_ACTIVE];
     struct sb_mp_reader r;
     struct sb_mp_item it;
     size_t start = out->len;
     int rc;
 
-    if (n_rules > RW_MAX_ACTIVE)
+    if (n_rules > RW_MAX_ACTIVE || (top && top->n > 16))
         return -E2BIG;
+    for (size_t i = 0; top && i < top->n; i++)
+        c.top_len[i] = strlen(top->keys[i]);
     sb_mp_reader_init(&r, in, len);
     if (sb_mp_peek(&r, &it) || it.type != SB_MP_MAP)
         return -EINVAL;
     msgpack_packer_init(&c.pk, out, buf_write);
     for (size_t i = 0; i < n_rules; i++)
         act[i] = (struct active){&rules[i], 0};
-    rc = rw_value(&c, &r, act, n_rules, 0);
+    if (top) { /* the root map is walked even without rules: top wants its offsets */
+        sb_mp_next(&r, &it);
+        rc = rw_map(&c, &r, it.v.count, act, n_rules, 0);
+    } else {
+        rc = rw_value(&c, &r, act, n_rules, 0);
+    }
     if (!rc && sb_mp_reader_left(&r))
         rc = -EINVAL;
     if (rc) {

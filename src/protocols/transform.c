@@ -12,8 +12,8 @@
 #include "protocols/rewrite.h"
 
 struct titem {
-    char *event;  /* only events of this name (track event / page name); NULL = any */
-    char *type;   /* only this call type ("track", ...); NULL = any */
+    char *event; /* only events of this name (track event / page name); NULL = any */
+    char *type;  /* only this call type ("track", ...); NULL = any */
     char *salt;
     struct sb_rw_rule *rules;
     size_t n;
@@ -24,6 +24,9 @@ struct sb_transform {
     struct titem *items;
     size_t n;
     bool *indep; /* [i * n + j]: items i < j touch disjoint fields, so one pass can do both */
+    /* No rule can make a verified event invalid (see keeps_valid): the stage derives the new
+     * event's metadata from where the rewrite put the root fields, instead of re-inspecting. */
+    bool keeps_valid;
 };
 
 static int buf_write(void *data, const char *buf, size_t len)
@@ -108,7 +111,8 @@ static int item_key(struct titem *it, const char *key, const char *value, char *
     if (IS("event") && !dot)
         return (it->event = strdup(value)) ? 0 : -ENOMEM;
     if (IS("type") && !dot) {
-        static const char *const types[] = {"track", "identify", "page", "screen", "group", "alias"};
+        static const char *const types[] = {"track",  "identify", "page",
+                                            "screen", "group",    "alias"};
         for (size_t i = 0; i < 6; i++)
             if (!strcmp(value, types[i]))
                 return (it->type = strdup(value)) ? 0 : -ENOMEM;
@@ -136,7 +140,8 @@ static int item_key(struct titem *it, const char *key, const char *value, char *
         struct sb_buf b = SB_BUF_INIT;
         msgpack_packer pk;
         msgpack_packer_init(&pk, &b, buf_write);
-        if (msgpack_pack_str(&pk, strlen(value)) || msgpack_pack_str_body(&pk, value, strlen(value)))
+        if (msgpack_pack_str(&pk, strlen(value)) ||
+            msgpack_pack_str_body(&pk, value, strlen(value)))
             return -ENOMEM;
         r->value = b.data;
         r->value_len = b.len;
@@ -177,7 +182,8 @@ static bool writes_top(const struct titem *it, const char *name)
 {
     for (size_t k = 0; k < it->n; k++)
         if (touched_len(&it->rules[k]) == 0 ||
-            (it->rules[k].segs[0].len == strlen(name) && !memcmp(it->rules[k].segs[0].s, name, strlen(name))))
+            (it->rules[k].segs[0].len == strlen(name) &&
+             !memcmp(it->rules[k].segs[0].s, name, strlen(name))))
             return true;
     return false;
 }
@@ -195,6 +201,41 @@ static bool independent(const struct titem *a, const struct titem *b)
         return false;
     if (b->event && (writes_top(a, "event") || writes_top(a, "name")))
         return false;
+    return true;
+}
+
+/* Can this rule turn an event that passed sb_event_inspect into one that does not? Only by
+ * writing a root field inspect checks (identity, type, messageId, the object fields), by
+ * allow-listing the root, or by nesting too deep; fields below the root cannot change what
+ * inspect sees (a path into a scalar leads nowhere, maps stay maps). Conservative. */
+static bool rule_keeps_valid(const struct sb_rw_rule *r)
+{
+    static const char *const checked[] = {"type",       "userId", "anonymousId", "messageId",
+                                          "event",      "name",   "groupId",     "previousId",
+                                          "properties", "traits", "context",     "integrations",
+                                          "timestamp"};
+    /* hashing keeps a string a string (and null null); these must be strings when present */
+    static const char *const hashable[] = {"userId",  "anonymousId", "event",    "name",
+                                           "groupId", "previousId",  "timestamp"};
+    const struct sb_rw_seg *g = &r->segs[0];
+
+    if (r->op == SB_RW_SET && sb_mp_check(r->value, r->value_len, 48) != 0)
+        return false; /* the value alone may nest past the pipeline's depth limit */
+    if (r->n > 8)
+        return false;
+    if (r->op == SB_RW_KEEP)
+        return r->n >= 2;
+    if (r->n >= 2)
+        return true;
+    if (r->op == SB_RW_TITLE)
+        return true; /* a string stays a string of the same length */
+    if (r->op == SB_RW_HASH)
+        for (size_t i = 0; i < sizeof hashable / sizeof *hashable; i++)
+            if (g->len == strlen(hashable[i]) && !memcmp(g->s, hashable[i], g->len))
+                return true;
+    for (size_t i = 0; i < sizeof checked / sizeof *checked; i++)
+        if (g->len == strlen(checked[i]) && !memcmp(g->s, checked[i], g->len))
+            return false;
     return true;
 }
 
@@ -251,6 +292,10 @@ int sb_transform_new(const struct sb_kv_list *kv, struct sb_transform **out, cha
     for (size_t i = 0; i < t->n && !rc; i++)
         for (size_t j = i + 1; j < t->n; j++)
             t->indep[i * t->n + j] = independent(&t->items[i], &t->items[j]);
+    t->keeps_valid = true;
+    for (size_t i = 0; i < t->n && !rc; i++)
+        for (size_t j = 0; j < t->items[i].n; j++)
+            t->keeps_valid &= rule_keeps_valid(&t->items[i].rules[j]);
     if (rc) {
         sb_transform_free(t);
         return rc;
@@ -270,8 +315,21 @@ static bool str_is(const uint8_t *ev, size_t len, const char *key, const char *w
     return sl == strlen(want) && !memcmp(s, want, sl);
 }
 
-static bool item_matches(const struct titem *it, const uint8_t *ev, size_t len)
+/* meta: the event's metadata while its bytes are the stage's input (NULL after a pass changed
+ * them): the call type and name without a lookup. */
+static bool item_matches(const struct titem *it, const uint8_t *ev, size_t len,
+                         const struct sb_event_meta *meta)
 {
+    if (meta) {
+        if (it->type && strcmp(sb_call_name(meta->call), it->type))
+            return false;
+        if (it->event)
+            return meta->event
+                       ? meta->event_len == strlen(it->event) &&
+                             !memcmp(meta->event, it->event, meta->event_len)
+                       : str_is(ev, len, "event", it->event) || str_is(ev, len, "name", it->event);
+        return true;
+    }
     if (it->type && !str_is(ev, len, "type", it->type))
         return false;
     if (it->event && !str_is(ev, len, "event", it->event) && !str_is(ev, len, "name", it->event))
@@ -280,7 +338,7 @@ static bool item_matches(const struct titem *it, const uint8_t *ev, size_t len)
 }
 
 static int apply_pass(const struct sb_rw_rule *rules, size_t n, const uint8_t *ev, size_t len,
-                      struct sb_buf *out, struct sb_buf *tmp, bool *changed)
+                      struct sb_buf *out, struct sb_buf *tmp, bool *changed, struct sb_rw_top *top)
 {
     const uint8_t *cur = *changed ? out->data : ev;
     size_t cur_len = *changed ? out->len : len;
@@ -289,7 +347,8 @@ static int apply_pass(const struct sb_rw_rule *rules, size_t n, const uint8_t *e
     if (!n)
         return 0;
     sb_buf_clear(tmp);
-    if ((rc = sb_rw_apply(cur, cur_len, rules, n, tmp)) == 1) {
+    /* an unchanged result is a copy of cur: top's offsets hold for out all the same */
+    if ((rc = sb_rw_apply_top(cur, cur_len, rules, n, tmp, top)) == 1) {
         struct sb_buf sw = *out;
         *out = *tmp;
         *tmp = sw;
@@ -301,7 +360,8 @@ static int apply_pass(const struct sb_rw_rule *rules, size_t n, const uint8_t *e
 /* Items run in order; consecutive independent ones share one pass over the event (the
  * cursor's decoding is most of the cost). tmpb and out trade buffers, both stay allocated. */
 static int sb_transform_apply_buf(const struct sb_transform *t, const uint8_t *ev, size_t len,
-                                  struct sb_buf *out, struct sb_buf *tmpb)
+                                  struct sb_buf *out, struct sb_buf *tmpb,
+                                  const struct sb_event_meta *meta, struct sb_rw_top *top)
 {
     struct sb_rw_rule batch[128];
     size_t nb = 0, first = 0;
@@ -316,17 +376,18 @@ static int sb_transform_apply_buf(const struct sb_transform *t, const uint8_t *e
         for (size_t b = first; b < i && join; b++)
             join = t->indep[b * t->n + i];
         if (!join) {
-            rc = apply_pass(batch, nb, ev, len, out, tmpb, &changed);
+            rc = apply_pass(batch, nb, ev, len, out, tmpb, &changed, top);
             nb = 0;
             first = i;
         }
-        if (rc || !item_matches(it, changed ? out->data : ev, changed ? out->len : len))
+        if (rc || !item_matches(it, changed ? out->data : ev, changed ? out->len : len,
+                                changed ? NULL : meta))
             continue;
         memcpy(batch + nb, it->rules, it->n * sizeof *batch);
         nb += it->n;
     }
     if (!rc)
-        rc = apply_pass(batch, nb, ev, len, out, tmpb, &changed);
+        rc = apply_pass(batch, nb, ev, len, out, tmpb, &changed, top);
     return rc < 0 ? rc : changed;
 }
 
@@ -334,7 +395,7 @@ int sb_transform_apply(const struct sb_transform *t, const uint8_t *ev, size_t l
                        struct sb_buf *out)
 {
     struct sb_buf tmp = SB_BUF_INIT;
-    int rc = sb_transform_apply_buf(t, ev, len, out, &tmp);
+    int rc = sb_transform_apply_buf(t, ev, len, out, &tmp, NULL, NULL);
     sb_buf_free(&tmp);
     return rc;
 }
@@ -348,15 +409,80 @@ struct tstage {
 
 static const char *const transform_reasons[] = {"malformed", NULL};
 
+enum { TOP_TYPE, TOP_MESSAGE_ID, TOP_EVENT, TOP_NAME, TOP_USER_ID, TOP_INTEGRATIONS, TOP_N };
+static const char *const top_keys[TOP_N] = {"type", "messageId", "event",
+                                            "name", "userId",    "integrations"};
+
+/* A str value at off in b: its payload, or NULL (absent, or not a non-empty string). */
+static const uint8_t *top_str(const struct sb_buf *b, const struct sb_rw_top *top, int k,
+                              uint32_t *len)
+{
+    struct sb_mp_reader r;
+    const char *s;
+    size_t n;
+    if (top->off[k] == SIZE_MAX)
+        return NULL;
+    sb_mp_reader_init(&r, b->data + top->off[k], top->len[k]);
+    if (sb_mp_read_str(&r, &s, &n) || !n)
+        return NULL;
+    *len = (uint32_t)n;
+    return (const uint8_t *)s;
+}
+
+/* The metadata of the rewritten event b, as sb_event_inspect would derive it, from where the
+ * rewrite put the root fields. The call type is the input's (no rule of a keeps_valid
+ * transform writes "type"). false if something is not as expected: then inspect decides. */
+static bool meta_from_top(struct sb_event_meta *m, const struct sb_buf *b,
+                          const struct sb_rw_top *top)
+{
+    if (b->len > SB_SEGMENT_MAX_EVENT_BYTES)
+        return false;
+    if (!(m->message_id = top_str(b, top, TOP_MESSAGE_ID, &m->message_id_len)))
+        return false;
+    m->event = NULL;
+    m->event_len = 0;
+    if (m->call == SB_CALL_TRACK) {
+        if (!(m->event = top_str(b, top, TOP_EVENT, &m->event_len)))
+            return false;
+    } else if (m->call == SB_CALL_PAGE || m->call == SB_CALL_SCREEN) {
+        if (!(m->event = top_str(b, top, TOP_NAME, &m->event_len)))
+            m->event_len = 0;
+    }
+    if (!(m->user_id = top_str(b, top, TOP_USER_ID, &m->user_id_len)))
+        m->user_id_len = 0;
+    m->integrations = NULL;
+    m->integrations_len = 0;
+    if (top->off[TOP_INTEGRATIONS] != SIZE_MAX && top->len[TOP_INTEGRATIONS]) {
+        uint8_t h = b->data[top->off[TOP_INTEGRATIONS]];
+        if ((h >= 0x80 && h <= 0x8f) || h == 0xde || h == 0xdf) { /* a map; null otherwise */
+            m->integrations = b->data + top->off[TOP_INTEGRATIONS];
+            m->integrations_len = (uint32_t)top->len[TOP_INTEGRATIONS];
+        }
+    }
+    return true;
+}
+
 static int transform_process(struct sb_stage *st, struct sb_stage_event *ev)
 {
     struct tstage *ts = st->state;
+    size_t off[TOP_N], len[TOP_N];
+    struct sb_rw_top top = {top_keys, TOP_N, off, len};
     int rc;
 
     if (ev->meta->source != ts->source)
         return SB_STAGE_PASS;
     sb_buf_clear(ev->scratch);
-    rc = sb_transform_apply_buf(ts->t, ev->data, ev->len, ev->scratch, &ts->tmp);
+    rc = sb_transform_apply_buf(ts->t, ev->data, ev->len, ev->scratch, &ts->tmp, ev->meta,
+                                ts->t->keeps_valid ? &top : NULL);
+    if (rc == 1 && ts->t->keeps_valid) {
+        /* the new event and its inspection from the same pass; meta is only written on
+         * success, so a fallback to the pipeline's inspection sees nothing half-done */
+        struct sb_event_meta m = *ev->meta;
+        if (meta_from_top(&m, ev->scratch, &top)) {
+            *ev->meta = m;
+            ev->inspected = true;
+        }
+    }
     if (rc == -EINVAL || rc == -E2BIG) {
         /* never pass an event we could not clean: it may carry the PII we were told to strip */
         ev->reason = 0;

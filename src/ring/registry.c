@@ -536,6 +536,11 @@ long sb_registry_drain(struct sb_registry *reg, sb_registry_record_fn fn, void *
     return total;
 }
 
+const uint8_t *sb_registry_ring_id(const struct sb_registry *reg, size_t i)
+{
+    return i < reg->nrings ? reg->rings[i]->shm.id : NULL;
+}
+
 void sb_registry_release(struct sb_registry *reg, size_t ring, uint64_t pos)
 {
     struct sb_ring_reader *rd;

@@ -65,6 +65,9 @@ int sb_registry_poll(struct sb_registry *reg, int timeout_ms);
 size_t sb_registry_nrings(const struct sb_registry *reg);
 struct sb_ring_reader *sb_registry_reader(struct sb_registry *reg, size_t i);
 
+/* Ring i's 16-byte id as read when it was mapped (a private copy, not the shared bytes), or
+ * NULL for a bad index. Stable across daemons: segbusd keys what it spooled of a ring by it. */
+const uint8_t *sb_registry_ring_id(const struct sb_registry *reg, size_t i);
 /* Read every ring: call fn for each record (a private copy), release after each batch
  * (unless hold_release). fn returns 0 to go on, nonzero to stop (records already handed out
  * are not read again by this reader). Returns records delivered. */

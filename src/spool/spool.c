@@ -86,6 +86,10 @@ struct output {
     struct io w_io, s_io;
     uint8_t slot[SB_SPOOL_CUR_SLOT_BYTES];
     uint64_t dropped_oldest, dropped_corrupt;
+    /* The destination's own position that goes with acked (sb_spool_ack_at), written into the
+     * cursor with it; and what the cursor on disk said at open (sb_spool_output_resume). */
+    bool has_pos, w_has_pos, open_has_pos;
+    uint64_t out_pos, out_id, w_pos, w_id, open_pos, open_id;
 };
 
 struct commit {
@@ -194,12 +198,15 @@ static int fsync_dir(struct sb_spool *sp)
     return 0;
 }
 
+/* Segments are freed on the cursors ON DISK, not the ones in memory: after a crash an output
+ * resumes at its cursor on disk and must find every record after it still there (an output
+ * that undoes a delivery the cursor never saw, sb_spool_ack_at, would otherwise lose it). */
 static uint64_t min_acked(const struct sb_spool *sp)
 {
     uint64_t m = sp->durable_seq;
     for (unsigned i = 0; i < sp->nouts; i++)
-        if (sp->outs[i].acked < m)
-            m = sp->outs[i].acked;
+        if (sp->outs[i].persisted < m)
+            m = sp->outs[i].persisted;
     return m;
 }
 
@@ -280,13 +287,16 @@ static void seg_release(struct sb_spool *sp, size_t i)
 }
 
 /* Free, oldest first, every segment that all outputs have acknowledged. min_acked() is at most
- * durable_seq, so a segment with a record still being committed is never freed. */
+ * durable_seq, so a segment with a record still being committed is never freed. Nor is the one
+ * holding the newest record: a restarted daemon reads it (sb_spool_visit) to learn what the
+ * last one had spooled. */
 static void release_passed(struct sb_spool *sp)
 {
     uint64_t m = min_acked(sp);
     while (sp->nsegs) {
         struct seg *s = sp->segs[0];
-        if (s == sp->active || !s->sealed || (s->last_seq >= s->first_seq && s->last_seq > m))
+        if (s == sp->active || !s->sealed || (s->last_seq >= s->first_seq && s->last_seq > m) ||
+            (s->first_seq <= sp->durable_seq && sp->durable_seq <= s->last_seq))
             break;
         seg_release(sp, 0);
     }
@@ -308,7 +318,7 @@ static void cursor_kick(struct sb_spool *sp, struct output *o)
     struct io_uring_sqe *w = sb_loop_sqe(sp->loop, &o->w_io.op, cursor_cqe);
     if (!w)
         return; /* stays dirty: the next ack or close writes it */
-    struct sb_spool_cursor_slot c = {o->counter + 1, o->acked};
+    struct sb_spool_cursor_slot c = {o->counter + 1, o->acked, o->has_pos, o->out_pos, o->out_id};
     sb_spool_cursor_encode(o->slot, &c);
     /* The slot not holding the last good value: a torn write leaves the other one intact. */
     uint64_t off = (c.counter & 1) * SB_SPOOL_CUR_SLOT_STRIDE;
@@ -323,6 +333,9 @@ static void cursor_kick(struct sb_spool *sp, struct output *o)
         o->cursor_err = -EBUSY;
     }
     o->writing = o->acked;
+    o->w_has_pos = o->has_pos;
+    o->w_pos = o->out_pos;
+    o->w_id = o->out_id;
     o->dirty = false;
     o->inflight = true;
 }
@@ -358,12 +371,13 @@ static void cursor_cqe(struct sb_op *op, int res, uint32_t flags)
     sp->st.cursor_writes++;
     if (o->dirty)
         cursor_kick(sp, o);
+    release_passed(sp);
 }
 
 /* Synchronous cursor write, for open (new outputs) and close. */
 static int cursor_write_sync(struct sb_spool *sp, struct output *o)
 {
-    struct sb_spool_cursor_slot c = {o->counter + 1, o->acked};
+    struct sb_spool_cursor_slot c = {o->counter + 1, o->acked, o->has_pos, o->out_pos, o->out_id};
     uint8_t slot[SB_SPOOL_CUR_SLOT_BYTES];
     sb_spool_cursor_encode(slot, &c);
     int r = pwrite_all(o->fd, slot, sizeof slot, (c.counter & 1) * SB_SPOOL_CUR_SLOT_STRIDE);
@@ -440,8 +454,23 @@ static int chunk_start(struct sb_spool *sp, struct seg *s, uint64_t off)
     return 0;
 }
 
+static int visit_seg(struct sb_spool *sp, struct seg *s, uint64_t from, uint64_t to,
+                     sb_spool_record_fn fn, void *arg, bool *stopped);
+
+struct drop_ctx {
+    struct sb_spool *sp;
+    unsigned out;
+};
+
+static int drop_cb(void *arg, uint64_t seq, const void *data, size_t len)
+{
+    struct drop_ctx *c = arg;
+    c->sp->o.on_drop(c->sp->o.arg, c->out, seq, data, len);
+    return 0;
+}
+
 /* Drop the oldest live segment for drop_oldest: every output that had not passed it skips it
- * and counts what it lost. */
+ * and counts what it lost (on_drop: per record, in the caller's units). */
 static int drop_oldest(struct sb_spool *sp)
 {
     if (sp->nsegs == 0)
@@ -459,6 +488,11 @@ static int drop_oldest(struct sb_spool *sp)
         sp->st.dropped_oldest += n;
         sb_warn(MOD, "%s: spool full (drop_oldest): output %s loses records %llu..%llu", sp->dir,
                 o->name, (unsigned long long)from, (unsigned long long)s->last_seq);
+        if (sp->o.on_drop) {
+            struct drop_ctx c = {sp, i};
+            bool stopped = false;
+            (void)visit_seg(sp, s, from, s->last_seq, drop_cb, &c, &stopped);
+        }
         o->acked = s->last_seq;
         if (o->read_next <= s->last_seq) {
             o->read_next = s->last_seq + 1;
@@ -478,6 +512,7 @@ static int seg_new(struct sb_spool *sp, uint64_t first_seq, struct seg **out)
 {
     if (sp->ro)
         return -EROFS;
+again:
     while (sp->nfree == 0 && sp->nsegs >= sp->max_segments) {
         if (sp->o.policy != SB_SPOOL_DROP_OLDEST || drop_oldest(sp) < 0)
             return -EAGAIN;
@@ -521,6 +556,10 @@ static int seg_new(struct sb_spool *sp, uint64_t first_seq, struct seg **out)
             int e = -errno;
             close(fd);
             unlinkat(sp->dirfd, tmp, 0);
+            /* A full file system is a bound too: drop_oldest frees the oldest segment's file
+             * (kept for reuse, or its blocks returned) and tries again. */
+            if (e == -ENOSPC && sp->o.policy == SB_SPOOL_DROP_OLDEST && drop_oldest(sp) == 0)
+                goto again;
             return e;
         }
         sp->st.segments_created++;
@@ -1097,6 +1136,60 @@ int sb_spool_read(struct sb_spool *sp, unsigned output, size_t max_bytes, sb_spo
     return delivered;
 }
 
+/* fn for every durable record of segment s with seq in [from, to]. The count, or -errno. */
+static int visit_seg(struct sb_spool *sp, struct seg *s, uint64_t from, uint64_t to,
+                     sb_spool_record_fn fn, void *arg, bool *stopped)
+{
+    struct sb_spool_rec_expect exp = {s->gen, 0, sp->o.max_record_bytes};
+    uint64_t off = SB_SPOOL_SEG_HDR_BYTES;
+    int n = 0;
+    for (;;) {
+        size_t avail = 0, need = SB_SPOOL_REC_HDR_BYTES;
+        int err = 0;
+        struct sb_spool_rec rec;
+        const uint8_t *p = seg_bytes(sp, s, off, need, &avail, &err);
+        if (!p)
+            return err;
+        enum sb_spool_status why = sb_spool_rec_check(p, avail, &exp, &rec, &need);
+        if (why == SB_SPOOL_SHORT && need <= s->durable_end - off) {
+            p = seg_bytes(sp, s, off, need, &avail, &err);
+            if (!p)
+                return err;
+            why = sb_spool_rec_check(p, avail, &exp, &rec, &need);
+        }
+        /* Stop at the end of what is durable, or at a bad record (reads count those). */
+        if (why != SB_SPOOL_OK || rec.seq > s->last_seq || rec.seq > sp->durable_seq ||
+            rec.seq > to)
+            return n;
+        if (rec.seq >= from) {
+            n++;
+            if (fn(arg, rec.seq, rec.payload, rec.len) != 0) {
+                *stopped = true;
+                return n;
+            }
+        }
+        off += rec.frame_bytes;
+    }
+}
+
+int sb_spool_visit(struct sb_spool *sp, uint64_t from_seq, sb_spool_record_fn fn, void *arg)
+{
+    int n = 0;
+    bool stopped = false;
+    if (!fn)
+        return -EINVAL;
+    for (size_t i = 0; i < sp->nsegs && !stopped; i++) {
+        struct seg *s = sp->segs[i];
+        if (s->last_seq < s->first_seq || s->last_seq < from_seq)
+            continue;
+        int r = visit_seg(sp, s, from_seq, UINT64_MAX, fn, arg, &stopped);
+        if (r < 0)
+            return r;
+        n += r;
+    }
+    return n;
+}
+
 int sb_spool_rewind(struct sb_spool *sp, unsigned output)
 {
     if (output >= sp->nouts)
@@ -1125,6 +1218,40 @@ int sb_spool_ack(struct sb_spool *sp, unsigned output, uint64_t seq)
     cursor_kick(sp, o);
     release_passed(sp);
     return 0;
+}
+
+int sb_spool_ack_at(struct sb_spool *sp, unsigned output, uint64_t seq, uint64_t pos, uint64_t id)
+{
+    if (output >= sp->nouts || seq > sp->durable_seq)
+        return -EINVAL;
+    if (sp->ro)
+        return -EROFS;
+    struct output *o = &sp->outs[output];
+    if (seq < o->acked)
+        return 0;
+    o->has_pos = true;
+    o->out_pos = pos;
+    o->out_id = id;
+    if (seq == o->acked) {
+        o->dirty = true; /* same seq, new position: still worth saving */
+        cursor_kick(sp, o);
+        return 0;
+    }
+    return sb_spool_ack(sp, output, seq);
+}
+
+int sb_spool_output_resume(const struct sb_spool *sp, unsigned output, uint64_t *acked,
+                           uint64_t *pos, uint64_t *id)
+{
+    if (output >= sp->nouts)
+        return -EINVAL;
+    const struct output *o = &sp->outs[output];
+    if (!o->open_has_pos)
+        return 0;
+    *acked = o->persisted;
+    *pos = o->open_pos;
+    *id = o->open_id;
+    return 1;
 }
 
 int sb_spool_output_index(const struct sb_spool *sp, const char *name)
@@ -1288,6 +1415,9 @@ static int open_outputs(struct sb_spool *sp, const char *const *names, bool *hav
             have[i] = true;
             o->acked = o->persisted = c.acked_seq;
             o->counter = c.counter;
+            o->has_pos = o->open_has_pos = c.has_out_pos;
+            o->out_pos = o->open_pos = c.out_pos;
+            o->out_id = o->open_id = c.out_id;
         } else if (n > 0) {
             /* Progress unknown: resend everything still spooled rather than skip it. */
             corrupt[i] = true;
@@ -1545,8 +1675,12 @@ static int recover(struct sb_spool *sp, const char *const *names)
         } else if (corrupt[i]) {
             o->acked = 0;
         }
-        if (o->acked + 1 < oldest)
+        if (o->acked + 1 < oldest) {
             o->acked = oldest - 1; /* already delivered, or dropped before the restart */
+            /* Records after the saved position are gone: undoing to it would lose what was
+             * delivered of them. */
+            o->open_has_pos = o->has_pos = false;
+        }
         o->read_next = o->acked + 1;
         if (sp->durable_seq > o->acked)
             sp->st.recovered = sp->st.recovered > sp->durable_seq - o->acked

@@ -29,6 +29,10 @@ enum sb_spool_policy {
 
 /* Called when every record with seq <= upto_seq is on stable storage. upto_seq only grows. */
 typedef void (*sb_spool_durable_fn)(void *arg, uint64_t upto_seq);
+/* drop_oldest is dropping record seq (payload data, len bytes, valid during the call) that
+ * output `output` had not acknowledged: so that the loss is counted in the caller's units. */
+typedef void (*sb_spool_drop_fn)(void *arg, unsigned output, uint64_t seq, const void *data,
+                                 size_t len);
 
 struct sb_spool_opts {
     const char *dir;             /* spool directory, created (0700) if missing; locked (flock) */
@@ -45,6 +49,7 @@ struct sb_spool_opts {
     uint64_t retry_ns;           /* after a failed commit with no space for a new segment, retry
                                     this often; default 1 s */
     sb_spool_durable_fn on_durable;
+    sb_spool_drop_fn on_drop; /* optional */
     void *arg;
 };
 
@@ -95,15 +100,35 @@ typedef int (*sb_spool_record_fn)(void *arg, uint64_t seq, const void *data, siz
 int sb_spool_read(struct sb_spool *spool, unsigned output, size_t max_bytes, sb_spool_record_fn fn,
                   void *arg);
 
+/* Call fn for every durable record with seq >= from_seq still in the spool, oldest first,
+ * whoever it is for (start-up: what the last daemon wrote; fn returns nonzero to stop). Reads
+ * no output's position. Returns the number visited, or -errno of a read. */
+int sb_spool_visit(struct sb_spool *spool, uint64_t from_seq, sb_spool_record_fn fn, void *arg);
+
 /* Move the output's read position back to just after its ack cursor (resend what was read but
  * not acked, e.g. after a failed delivery). 0 or -EINVAL. */
 int sb_spool_rewind(struct sb_spool *spool, unsigned output);
 
 /* Acknowledge every record of the output with seq <= seq (cumulative; lower seqs are no-ops).
- * Frees segments that every output has passed. The cursor is persisted asynchronously (one
- * write + fdatasync in flight per output; a cursor lost in a crash only causes a resend).
- * 0, or -EINVAL bad output or seq beyond the durable records, -EROFS read-only. */
+ * Frees segments that every output's cursor on disk has passed. The cursor is persisted
+ * asynchronously (one write + fdatasync in flight per output; a cursor lost in a crash only causes
+ * a resend). 0, or -EINVAL bad output or seq beyond the durable records, -EROFS read-only. */
 int sb_spool_ack(struct sb_spool *spool, unsigned output, uint64_t seq);
+
+/* sb_spool_ack() that also records where the output's destination stands after delivering
+ * everything <= seq (pos, id: opaque to the spool, e.g. a file's length and inode). They are
+ * written into the cursor with seq (also when seq equals the cursor: a new position) so that
+ * after a crash the output can undo a delivery its cursor never recorded. Same errors. */
+int sb_spool_ack_at(struct sb_spool *spool, unsigned output, uint64_t seq, uint64_t pos,
+                    uint64_t id);
+
+/* What the output's cursor on disk said at open, for an output that uses sb_spool_ack_at:
+ * 1 with *acked (the cursor's seq) and the pos/id saved with it, when the output can rely on
+ * it: every record after *acked is still in the spool and will be read again. 0 when there is
+ * nothing to rely on (no position saved, or records after it were dropped or lost: then the
+ * output must not undo anything). -EINVAL bad output. */
+int sb_spool_output_resume(const struct sb_spool *spool, unsigned output, uint64_t *acked,
+                           uint64_t *pos, uint64_t *id);
 
 /* Index of an output by name, or -ENOENT. */
 int sb_spool_output_index(const struct sb_spool *spool, const char *name);

@@ -173,7 +173,8 @@ enum sb_spool_status sb_spool_rec_check(const uint8_t *p, size_t avail,
     return SB_SPOOL_OK;
 }
 
-/* Slot layout: magic u32, version u32, counter u64, acked_seq u64, reserved[24], xxh3(0..55). */
+/* Slot layout: magic u32, version u32, counter u64, acked_seq u64, flags u32, reserved u32,
+ * out_pos u64, out_id u64, reserved u64, xxh3(0..55). Flags bit 0: out_pos/out_id are set. */
 void sb_spool_cursor_encode(uint8_t out[SB_SPOOL_CUR_SLOT_BYTES],
                             const struct sb_spool_cursor_slot *c)
 {
@@ -182,6 +183,11 @@ void sb_spool_cursor_encode(uint8_t out[SB_SPOOL_CUR_SLOT_BYTES],
     put32(out + 4, SB_SPOOL_VERSION);
     put64(out + 8, c->counter);
     put64(out + 16, c->acked_seq);
+    if (c->has_out_pos) {
+        put32(out + 24, SB_SPOOL_CUR_HAS_OUT_POS);
+        put64(out + 32, c->out_pos);
+        put64(out + 40, c->out_id);
+    }
     put64(out + 56, XXH3_64bits(out, 56));
 }
 
@@ -198,11 +204,16 @@ enum sb_spool_status sb_spool_cursor_decode(const uint8_t *p, size_t avail,
         return SB_SPOOL_BAD_CHECKSUM;
     if (get32(p + 4) != SB_SPOOL_VERSION)
         return SB_SPOOL_BAD_VERSION;
-    for (int i = 24; i < 56; i += 8)
-        if (get64(p + i) != 0)
-            return SB_SPOOL_BAD_FIELD;
+    uint32_t flags = get32(p + 24);
+    if ((flags & ~SB_SPOOL_CUR_HAS_OUT_POS) || get32(p + 28) != 0 || get64(p + 48) != 0)
+        return SB_SPOOL_BAD_FIELD;
+    if (!(flags & SB_SPOOL_CUR_HAS_OUT_POS) && (get64(p + 32) != 0 || get64(p + 40) != 0))
+        return SB_SPOOL_BAD_FIELD;
     c->counter = get64(p + 8);
     c->acked_seq = get64(p + 16);
+    c->has_out_pos = flags & SB_SPOOL_CUR_HAS_OUT_POS;
+    c->out_pos = get64(p + 32);
+    c->out_id = get64(p + 40);
     if (c->counter == 0)
         return SB_SPOOL_BAD_FIELD;
     return SB_SPOOL_OK;

@@ -22,6 +22,7 @@
 #define SB_SPOOL_REC_HDR_BYTES 40u
 #define SB_SPOOL_REC_ALIGN 8u
 #define SB_SPOOL_CUR_MAGIC 0x31434253u /* "SBC1" */
+#define SB_SPOOL_CUR_HAS_OUT_POS 1u    /* cursor flags: out_pos and out_id are set */
 #define SB_SPOOL_CUR_SLOT_BYTES 64u
 #define SB_SPOOL_CUR_SLOT_STRIDE                                                                   \
     4096u /* slots on different pages/sectors: a torn write hits one                               \
@@ -100,6 +101,10 @@ enum sb_spool_status sb_spool_rec_check(const uint8_t *p, size_t avail,
 struct sb_spool_cursor_slot {
     uint64_t counter;
     uint64_t acked_seq;
+    /* Where the output's own destination stood after delivering acked_seq (e.g. a file's
+     * length and inode), when has_out_pos; lets it undo a delivery the cursor never saw. */
+    bool has_out_pos;
+    uint64_t out_pos, out_id;
 };
 void sb_spool_cursor_encode(uint8_t out[SB_SPOOL_CUR_SLOT_BYTES],
                             const struct sb_spool_cursor_slot *c);

@@ -1,8 +1,8 @@
 // crash_test.cc: segbusd under faults with real processes: SIGKILLed 20 times under load from
 // several producer processes and restarted on the same spool and socket (every event arrives
-// at the NDJSON file output: ring space is released only once durable, and the next daemon
-// re-reads the rest); a hub receiver down for a while (SEGBUS_RECEIVER_DOWN_S, default 3 s):
-// nothing lost, it catches up.
+// exactly once at its NDJSON file output and, through a real hub, at the hub's output); the file
+// output undoing writes its cursor never saw; a hub receiver down for a while
+// (SEGBUS_RECEIVER_DOWN_S, default 3 s): nothing lost, it catches up.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -74,10 +74,72 @@ bool restart(Segbusd &d, const std::string &cfg, const std::string &sock, const 
     _exit(rc == 0 ? 0 : 4);
 }
 
-TEST(DaemonCrash, Sigkill20TimesUnderLoadLosesNothing)
+// Counts, for producers' ids "p<k>-<i>", how many are missing and how many extra copies there
+// are in ids (messageId -> copies).
+struct Tally {
+    size_t missing = 0, extra = 0;
+};
+Tally tally(const std::map<std::string, int> &ids, int producers, int per)
+{
+    Tally t;
+    for (int k = 0; k < producers; k++)
+        for (int i = 0; i < per; i++) {
+            auto it = ids.find("p" + std::to_string(k) + "-" + std::to_string(i));
+            if (it == ids.end())
+                t.missing++;
+            else
+                t.extra += (size_t)it->second - 1;
+        }
+    return t;
+}
+
+// A segbus hub (segbusd with the HTTP input, dedup on messageId, an NDJSON file output) that the
+// sidecar under test delivers to; never killed.
+struct Hub {
+    TempDir tmp{"segbus-hub"};
+    std::string out = tmp / "hub.ndjson", log = tmp / "hub.log";
+    uint16_t port = free_port(), metrics_port = free_port();
+    Segbusd d;
+    bool start()
+    {
+        write_file(tmp / "hub.yaml",
+                   "log_level: info\nshutdown_timeout: 10s\n"
+                   "socket: {path: " +
+                       tmp.path +
+                       "/hub.sock}\n"
+                       "batch: {max_events: 500, flush_interval: 10ms}\n"
+                       "dedup: {window_count: 200000, window_time: 1h}\n"
+                       "spool: {dir: " +
+                       tmp.path +
+                       "/spool, segment_bytes: 4MiB, max_bytes: 64MiB}\n"
+                       "metrics: {listen: 127.0.0.1:" +
+                       std::to_string(metrics_port) +
+                       "}\n"
+                       "http: {enabled: true, listen: 127.0.0.1:" +
+                       std::to_string(port) +
+                       "}\n"
+                       "sources:\n  - {name: sidecars, environment: prod, write_keys: [wk_crash]}\n"
+                       "outputs:\n  - {type: file, name: file, settings: {path: " +
+                       out + "}}\n");
+        return d.start(tmp / "hub.yaml", log) &&
+               wait_for([&] { return http_request(port, "OPTIONS", "/v1/batch").status == 204; },
+                        5000);
+    }
+};
+
+// The sidecar is SIGKILLed 20 times while 3 producer processes write 15000 events, and
+// restarted each time on the same spool and socket. Its NDJSON file output and, through a real
+// hub, the hub's output each hold every event exactly once: ring space is released only once
+// durable (nothing lost), spool records say what they cover of the rings (what the next daemon
+// reads again is not batched twice), the file output cuts back what it wrote after its last
+// ack on disk, and the hub drops by messageId what the sidecar sent but could not record as
+// acknowledged before it died.
+TEST(DaemonCrash, Sigkill20TimesUnderLoadEveryEventExactlyOnce)
 {
     const int kills = getenv("SEGBUS_CRASH_KILLS") ? atoi(getenv("SEGBUS_CRASH_KILLS")) : 20;
     const int producers = 3, per = 5000;
+    Hub hub;
+    ASSERT_TRUE(hub.start()) << slurp(hub.log);
     TempDir tmp("segbus-crash");
     std::string dir = tmp.path, sock = dir + "/segbusd.sock", out = dir + "/events.ndjson",
                 log = dir + "/segbusd.log", cfg = dir + "/segbusd.yaml";
@@ -90,7 +152,9 @@ TEST(DaemonCrash, Sigkill20TimesUnderLoadLosesNothing)
           << "spool: {dir: " << dir << "/spool, segment_bytes: 1MiB, max_bytes: 32MiB}\n"
           << "metrics: {listen: \"\"}\n"
           << "outputs:\n"
-          << "  - {type: file, name: file, settings: {path: " << out << "}}\n";
+          << "  - {type: file, name: file, settings: {path: " << out << "}}\n"
+          << "  - {type: hub, name: hub, settings: {url: http://127.0.0.1:" << hub.port
+          << "/v1/batch, write_key: wk_crash, timeout: 5s}}\n";
     }
     Segbusd d;
     ASSERT_TRUE(restart(d, cfg, sock, log)) << slurp(log);
@@ -125,23 +189,66 @@ TEST(DaemonCrash, Sigkill20TimesUnderLoadLosesNothing)
     }
     EXPECT_EQ(failed, 0) << "producers that could not write or flush";
     // Every producer flushed: all events are durable; let the last daemon deliver and stop.
-    int lines = 0;
-    wait_for([&] { return ndjson_message_ids(out).size() >= (size_t)(producers * per); }, 20000);
+    const size_t all = (size_t)(producers * per);
+    wait_for([&] { return ndjson_message_ids(out).size() >= all; }, 20000);
+    wait_for([&] { return ndjson_message_ids(hub.out).size() >= all; }, 20000);
     EXPECT_EQ(d.stop(15), 0) << slurp(log);
-    auto ids = ndjson_message_ids(out, &lines);
-    size_t missing = 0, doubled = 0;
-    for (int k = 0; k < producers; k++)
-        for (int i = 0; i < per; i++) {
-            auto it = ids.find("p" + std::to_string(k) + "-" + std::to_string(i));
-            if (it == ids.end())
-                missing++;
-            else if (it->second > 1)
-                doubled += (size_t)it->second - 1;
-        }
-    printf("crash: %d kills in %.1f s, %d events, %d lines, %zu missing, %zu extra copies\n", kills,
-           kill_s, producers * per, lines, missing, doubled);
-    EXPECT_EQ(missing, 0u) << slurp(log).substr(0, 20000);
-    EXPECT_EQ(ids.size(), (size_t)(producers * per));
+    double resent =
+        metric_value(http_get(hub.metrics_port, "/metrics"), "segbus_deduplicated_events_total");
+    EXPECT_EQ(hub.d.stop(15), 0) << slurp(hub.log);
+    int lines = 0, hub_lines = 0;
+    Tally side = tally(ndjson_message_ids(out, &lines), producers, per);
+    Tally at_hub = tally(ndjson_message_ids(hub.out, &hub_lines), producers, per);
+    printf("crash: %d kills in %.1f s, %d events; sidecar file: %d lines, %zu missing, %zu extra "
+           "copies; hub: %d lines, %zu missing, %zu extra copies (it dropped %.0f resent by the "
+           "sidecar)\n",
+           kills, kill_s, producers * per, lines, side.missing, side.extra, hub_lines,
+           at_hub.missing, at_hub.extra, resent);
+    EXPECT_EQ(side.missing, 0u) << slurp(log).substr(0, 20000);
+    EXPECT_EQ(side.extra, 0u) << slurp(log).substr(0, 20000);
+    EXPECT_EQ(lines, producers * per);
+    EXPECT_EQ(at_hub.missing, 0u) << slurp(hub.log).substr(0, 20000);
+    EXPECT_EQ(at_hub.extra, 0u) << slurp(hub.log).substr(0, 20000);
+    EXPECT_EQ(hub_lines, producers * per);
+    EXPECT_GE(resent, 0) << "the hub's /metrics has no segbus_deduplicated_events_total";
+}
+
+// The NDJSON file output undoes lines written after its last acknowledgement on disk: here a
+// clean stop saves the cursor with the file's length, a line is then appended as if a batch had
+// been written and the daemon killed before its ack was saved; the next start cuts it off.
+TEST(DaemonCrash, FileOutputCutsBackWhatItsCursorNeverSaw)
+{
+    TempDir tmp("segbus-undo");
+    std::string sock = tmp / "segbusd.sock", out = tmp / "events.ndjson", log = tmp / "segbusd.log",
+                cfg = tmp / "segbusd.yaml";
+    write_file(cfg, "log_level: info\nsocket: {path: " + sock +
+                        "}\nbatch: {max_events: 10, flush_interval: 10ms}\n"
+                        "spool: {dir: " +
+                        tmp.path +
+                        "/spool}\nmetrics: {listen: \"\"}\n"
+                        "outputs:\n  - {type: file, name: file, settings: {path: " +
+                        out + "}}\n");
+    Segbusd d;
+    ASSERT_TRUE(restart(d, cfg, sock, log)) << slurp(log);
+    segbus_producer_t *h = nullptr;
+    ASSERT_EQ(0, producer_open(&h, sock));
+    for (int i = 0; i < 25; i++) {
+        std::string e = track("u-" + std::to_string(i));
+        ASSERT_EQ(0, segbus_producer_write(h, SEGBUS_RECORD_TYPE_EVENT, e.data(), e.size()));
+    }
+    ASSERT_EQ(0, segbus_producer_flush(h, 5000));
+    ASSERT_TRUE(wait_for([&] { return ndjson_message_ids(out).size() == 25; }, 5000));
+    segbus_producer_close(h);
+    ASSERT_EQ(d.stop(10), 0) << slurp(log);
+    std::string before = slurp(out);
+    {
+        std::ofstream f(out, std::ios::app);
+        f << "{\"type\":\"track\",\"messageId\":\"written-but-never-acked\"}\n";
+    }
+    ASSERT_TRUE(restart(d, cfg, sock, log)) << slurp(log);
+    EXPECT_EQ(slurp(out), before) << slurp(log);
+    EXPECT_NE(slurp(log).find("removed"), std::string::npos) << slurp(log);
+    EXPECT_EQ(d.stop(10), 0) << slurp(log);
 }
 
 // The hub receiver is down (connection refused) while producers write: the batches wait in the

@@ -424,7 +424,9 @@ TEST(SegmentHttps, HangingServerHitsTheTimeoutAndIsRetried)
     EXPECT_EQ(seg.requests[1].retry_count, "1");
     EXPECT_EQ(seg.requests[1].ids, seg.requests[0].ids);
     double gap = (double)(seg.requests[1].at_ns - seg.requests[0].at_ns) / 1e9;
-    EXPECT_GE(gap, 0.3 + 0.45); // the timeout, then the first backoff
+    // The timeout, then the first backoff; the timeout started when the daemon sent, which
+    // the server may have seen a little later (a busy machine): only the backoff is a bound.
+    EXPECT_GE(gap, 0.45);
     for (auto &kv : seg.accepted)
         EXPECT_EQ(kv.second, 1) << kv.first;
 }

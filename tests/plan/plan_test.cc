@@ -191,6 +191,49 @@ TEST(Plan, PublicApiShape)
     EXPECT_EQ("", bare.check(R"({"type":"track","event":"A"})"));
 }
 
+// A big plan (rules are found through a hash of type and name): every event finds its own rule
+// and versions, names differing only in case or by type are distinct, and the checked-event entry
+// point the pipeline uses agrees with sb_plan_check.
+TEST(Plan, ManyRulesAreFoundByTypeNameAndVersion)
+{
+    std::string json = R"({"events":[)";
+    for (int i = 0; i < 500; i++)
+        for (int ver = 1; ver <= 2; ver++)
+            json += std::string(i || ver > 1 ? "," : "") + R"({"name":"Event )" + std::to_string(i) +
+                    R"(","version":)" + std::to_string(ver) +
+                    R"(,"rules":{"properties":{"type":"object","required":["v)" +
+                    std::to_string(ver) + R"("]}}})";
+    json += "]}";
+    plan p(json);
+    ASSERT_EQ(1000u, sb_plan_rule_count(p.p));
+    for (int i = 0; i < 500; i += 37) {
+        std::string name = "Event " + std::to_string(i);
+        sb_plan_match m{};
+        // the lowest version by default, the pinned one when asked
+        EXPECT_EQ("", p.check(R"({"type":"track","event":")" + name + R"(","properties":{"v1":1}})", &m));
+        EXPECT_EQ(1, m.version);
+        EXPECT_EQ(name, m.rule);
+        EXPECT_EQ("Required properties.v2",
+                  p.check(R"({"type":"track","event":")" + name +
+                          R"(","properties":{"v1":1},"context":{"protocols":{"event_version":2}}})",
+                          &m));
+        EXPECT_EQ(2, m.version);
+        EXPECT_EQ("Unplanned event event",
+                  p.check(R"({"type":"track","event":")" + name +
+                          R"(","context":{"protocols":{"event_version":3}}})"));
+    }
+    EXPECT_EQ("Unplanned event event", p.check(R"({"type":"track","event":"event 1"})"));
+    EXPECT_EQ("Unplanned event event", p.check(R"({"type":"track","event":"Event 500"})"));
+    // page rules are not track rules of the same name
+    EXPECT_EQ("", p.check(R"({"type":"page","name":"Event 1"})"));
+    std::string ev = mp(R"({"type":"track","event":"Event 7","properties":{}})");
+    sb_violations v = {};
+    EXPECT_EQ(1, sb_plan_check_event(p.p, (const uint8_t *)ev.data(), ev.size(), SB_RULE_TRACK,
+                                     "Event 7", 7, &v, nullptr));
+    EXPECT_EQ(1, sb_plan_check(p.p, (const uint8_t *)ev.data(), ev.size(), nullptr, nullptr));
+    sb_violations_free(&v);
+}
+
 TEST(Plan, LoadErrorsNameTheRule)
 {
     const struct {

@@ -1,6 +1,8 @@
-// daemon_test.cc: a real segbusd with a source plan (invalid: omit, unplanned events: block)
-// and the seed's PII transform: the file output gets the cleaned events, the blocked one is in
-// the violations log, and the email never reaches the spool on disk.
+// daemon_test.cc: a real segbusd with a source plan (invalid: omit, unplanned events: block,
+// violations forwarded to an output) and the seed's PII transform: the file output gets the
+// cleaned events, the blocked one is in the violations log, the email never reaches the spool
+// on disk, `Violation Generated` events reach the chosen output only, /metrics counts the
+// violations by event, type and field, and /tail shows them.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -19,21 +21,17 @@
 #include <string>
 #include <thread>
 
+#include "harness.h"
+
 extern "C" {
 #include "json/json.h"
 #include "segbus/segbus.h"
 }
 
+using sbt::slurp;
+
 namespace
 {
-
-std::string slurp(const std::string &path)
-{
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 // Every byte of every file under dir (the spool), to look for what must not be there.
 std::string slurp_tree(const std::string &dir)
@@ -64,31 +62,6 @@ const char plan[] = R"({"events": [{"name": "Order Completed", "rules": {"proper
   "products": {"type": "array", "items": {"type": "object", "required": ["product_id", "price"],
    "properties": {"product_id": {"type": "string"}, "price": {"type": "number"}}}}}}}}]})";
 
-uint16_t free_port()
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-// Kills the daemon if the test ends early (a failed ASSERT), so no process is left behind.
-struct reaper {
-    pid_t pid;
-    ~reaper()
-    {
-        if (pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, nullptr, 0);
-        }
-    }
-};
-
 int buf_write(void *data, const char *b, size_t len)
 {
     return sb_buf_append(static_cast<sb_buf *>(data), b, len) ? -1 : 0;
@@ -115,39 +88,34 @@ std::string order(const std::string &id, const std::string &name, const std::str
 
 TEST(ProtocolsDaemon, PlanAndPiiTransformBeforeSpool)
 {
-    char tmpl[] = "/tmp/segbus-protd-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    std::string dir = tmpl, sock = dir + "/segbusd.sock", out = dir + "/events.ndjson",
-                vlog = dir + "/violations.ndjson", cfg = dir + "/segbusd.yaml";
-    std::ofstream(dir + "/plan.json") << plan;
+    sbt::TempDir tmp("segbus-protd");
+    std::string dir = tmp.path, sock = tmp / "segbusd.sock", out = tmp / "events.ndjson",
+                vout = tmp / "generated.ndjson", vlog = tmp / "violations.ndjson",
+                cfg = tmp / "segbusd.yaml";
+    uint16_t mport = sbt::free_port();
+    sbt::write_file(tmp / "plan.json", plan);
     std::ofstream(cfg) << "socket: {path: " << sock << "}\n"
                        << "ring: {capacity: 1MiB, source: app}\n"
                        << "batch: {max_events: 10, flush_interval: 20ms}\n"
                        << "spool: {dir: " << dir << "/spool, segment_bytes: 1MiB, max_bytes: 16MiB}\n"
-                       << "metrics: {listen: 127.0.0.1:" << free_port() << "}\n"
+                       << "metrics: {listen: 127.0.0.1:" << mport << "}\n"
                        << "sources:\n"
                        << "  - name: app\n"
                        << "    plan: " << dir << "/plan.json\n"
                        << "    violations: {unplanned_events: block, invalid: omit, log: " << vlog
-                       << "}\n"
+                       << ", forward_to: generated}\n"
                        << "    transforms:\n"
                        << "      - {type: track, drop: [properties.email]}\n"
                        << "outputs:\n"
-                       << "  - {type: file, name: file, settings: {path: " << out << "}}\n";
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open((dir + "/segbusd.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        std::string bin = std::string(SEGBUS_BINARY_DIR) + "/src/daemon/segbusd";
-        execl(bin.c_str(), "segbusd", "--config", cfg.c_str(), (char *)nullptr);
-        _exit(127);
-    }
-    ASSERT_GT(pid, 0);
-    reaper guard{pid};
-    struct stat st;
-    for (int i = 0; i < 500 && stat(sock.c_str(), &st) != 0; i++)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_EQ(stat(sock.c_str(), &st), 0) << slurp(dir + "/segbusd.log");
+                       << "  - {type: file, name: file, settings: {path: " << out << "}}\n"
+                       // takes no ordinary event: only what is forwarded to it by name
+                       << "  - {type: file, name: generated, events: {allow: [Nothing Else]}, settings: {path: "
+                       << vout << "}}\n";
+    sbt::Segbusd d;
+    ASSERT_TRUE(d.start(cfg, tmp / "segbusd.log"));
+    ASSERT_TRUE(sbt::wait_socket(sock)) << slurp(tmp / "segbusd.log");
+    // someone tails: the daemon records events from now on
+    ASSERT_EQ(200, sbt::http_request(mport, "GET", "/tail?wait_ms=0").status);
 
     segbus_producer_options_t o;
     segbus_producer_options_init(&o);
@@ -161,34 +129,67 @@ TEST(ProtocolsDaemon, PlanAndPiiTransformBeforeSpool)
     EXPECT_EQ(0, segbus_producer_flush(h, 10000));
     segbus_producer_close(h);
 
-    std::string got;
-    for (int i = 0; i < 1000; i++) {
-        got = slurp(out);
-        if (got.find("price-str") != std::string::npos && got.find("ok-1") != std::string::npos &&
-            slurp(vlog).find("typo") != std::string::npos)
-            break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    EXPECT_TRUE(sbt::wait_for(
+        [&] {
+            std::string got = slurp(out), gen = slurp(vout);
+            return got.find("price-str") != std::string::npos &&
+                   got.find("ok-1") != std::string::npos &&
+                   slurp(vlog).find("typo") != std::string::npos &&
+                   gen.find("\"eventMessageID\":\"typo\"") != std::string::npos &&
+                   gen.find("\"eventMessageID\":\"price-str\"") != std::string::npos;
+        },
+        10000))
+        << slurp(out) << slurp(vout) << slurp(tmp / "segbusd.log");
     std::string spool = slurp_tree(dir + "/spool");
-    kill(pid, SIGTERM);
-    int status = -1;
-    for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) != pid; i++)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    guard.pid = -1;
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir + "/segbusd.log");
+    std::string metrics = sbt::http_get(mport, "/metrics");
+    sbt::Reply tail = sbt::http_request(mport, "GET", "/tail?last=10&wait_ms=0");
+    EXPECT_EQ(0, d.stop(10)) << slurp(tmp / "segbusd.log");
 
-    EXPECT_NE(std::string::npos, got.find("ok-1")) << got << slurp(dir + "/segbusd.log");
+    std::string got = slurp(out);
+    EXPECT_NE(std::string::npos, got.find("ok-1")) << got << slurp(tmp / "segbusd.log");
     EXPECT_EQ(std::string::npos, got.find("typo")) << got;
     EXPECT_EQ(std::string::npos, got.find("ada@example.com")) << got;
     EXPECT_EQ(std::string::npos, got.find("49.99\"")) << got;  // the string price was omitted
     EXPECT_NE(std::string::npos,
               got.find(R"("violations":[{"type":"Type","field":"properties.products.0.price")"))
         << got;
+    EXPECT_EQ(std::string::npos, got.find("Violation Generated")) << got; // only where chosen
     std::string v = slurp(vlog);
     EXPECT_NE(std::string::npos, v.find(R"("event":"Order Complted","violations":[{"type":"Unplanned event")"))
         << v;
     EXPECT_FALSE(spool.empty());
     EXPECT_EQ(std::string::npos, spool.find("ada@example.com")); // PII never reached disk
-    std::string rm = "rm -rf '" + dir + "'";
-    EXPECT_EQ(0, system(rm.c_str()));
+
+    // one Violation Generated per violation, with Segment's properties
+    int lines = 0;
+    auto ids = sbt::ndjson_message_ids(vout, &lines);
+    EXPECT_EQ(2, lines) << slurp(vout);
+    EXPECT_EQ(2u, ids.size()); // each has a messageId of its own
+    std::string gen = slurp(vout);
+    EXPECT_NE(std::string::npos,
+              gen.find(R"("violationType":"Type","violationField":"properties.products.0.price")"))
+        << gen;
+    EXPECT_NE(std::string::npos,
+              gen.find(R"("violationType":"Unplanned event","violationField":"event")"))
+        << gen;
+    EXPECT_EQ(std::string::npos, gen.find("ok-1")) << gen;
+
+    // counted by event, type and field
+    EXPECT_NE(std::string::npos,
+              metrics.find(R"(segbus_plan_violations_total{source="app",event="Order Completed",type="Type",field="properties.products.0.price"} 1)"))
+        << metrics;
+    EXPECT_NE(std::string::npos,
+              metrics.find(R"(segbus_plan_violations_total{source="app",event="Order Complted",type="Unplanned event",field="event"} 1)"))
+        << metrics;
+
+    // shown in the tail: the omitted one as a violation, the typo as blocked, with reasons
+    ASSERT_EQ(200, tail.status) << tail.head;
+    EXPECT_NE(std::string::npos,
+              tail.body.find(R"("status":"violation","violations":[{"type":"Type","field":"properties.products.0.price","reason":)"))
+        << tail.body;
+    EXPECT_NE(std::string::npos,
+              tail.body.find(R"("status":"blocked","stage":"plan","reason":"blocked","violations":[{"type":"Unplanned event","field":"event","reason":"event 'Order Complted' is not in the tracking plan"}])"))
+        << tail.body;
+    EXPECT_NE(std::string::npos, tail.body.find(R"("event":"Order Completed","userId":"USR-12345","status":"passed")"))
+        << tail.body;
 }

@@ -9,6 +9,8 @@
 
 extern "C" {
 #include "json/json.h"
+#include "metrics/metrics.h"
+#include "pipeline/verify.h"
 #include "protocols/protocols.h"
 #include "protocols/rewrite.h"
 }
@@ -261,6 +263,174 @@ TEST(Transform, SeedPiiMiddlewareOnTrack)
                         R"({"type":"track","event":"order completed","properties":{"order_id":"O","email":"a@b.c","phone":"1","ip_address":"::1"}})"));
 }
 
+// The transform stage runs in the pipeline after verify: when its rules cannot invalidate an
+// event, it derives the new event's metadata from its own rewrite (no second inspection). That
+// metadata must be exactly what sb_event_inspect says of the new bytes.
+struct stage_run {
+    int verdict;
+    bool inspected;
+    sb_event_meta meta, want;
+    int want_rc;
+    std::string json, bytes;
+    std::string event; // meta's event name, copied while the stage's buffer lived
+};
+
+stage_run run_transform_stage(std::initializer_list<std::pair<const char *, const char *>> rules,
+                              const std::string &event_json)
+{
+    kvs k(rules);
+    sb_transform *t;
+    char err[256] = "";
+    stage_run r{};
+    EXPECT_EQ(0, sb_transform_new(&k.list, &t, err, sizeof err)) << err;
+    sb_stage *st = sb_transform_stage_new(t, 0);
+    std::string in = mp(event_json);
+    sb_buf scratch = SB_BUF_INIT;
+    r.meta.source = 0;
+    EXPECT_EQ(0, sb_event_inspect(reinterpret_cast<const uint8_t *>(in.data()), in.size(), &r.meta));
+    sb_stage_event ev{reinterpret_cast<const uint8_t *>(in.data()), in.size(), &r.meta, &scratch, 0,
+                      false};
+    r.verdict = st->process(st, &ev);
+    r.inspected = ev.inspected;
+    if (r.verdict == SB_STAGE_REPLACE) {
+        r.want_rc = sb_event_inspect(scratch.data, scratch.len, &r.want);
+        r.json = js(scratch.data, scratch.len);
+        r.bytes.assign(reinterpret_cast<char *>(scratch.data), scratch.len);
+    }
+    if (r.meta.event)
+        r.event.assign(reinterpret_cast<const char *>(r.meta.event), r.meta.event_len);
+    st->destroy(st);
+    sb_buf_free(&scratch);
+    return r;
+}
+
+void expect_same_meta(const stage_run &r)
+{
+    ASSERT_EQ(0, r.want_rc) << r.json;
+    EXPECT_EQ(r.want.call, r.meta.call);
+    // the same places in the new bytes, not just equal text
+    EXPECT_EQ(r.want.message_id, r.meta.message_id);
+    EXPECT_EQ(r.want.message_id_len, r.meta.message_id_len);
+    EXPECT_EQ(r.want.event, r.meta.event);
+    EXPECT_EQ(r.want.event_len, r.meta.event_len);
+    EXPECT_EQ(r.want.user_id, r.meta.user_id);
+    EXPECT_EQ(r.want.user_id_len, r.meta.user_id_len);
+    EXPECT_EQ(r.want.integrations, r.meta.integrations);
+    EXPECT_EQ(r.want.integrations_len, r.meta.integrations_len);
+}
+
+TEST(TransformStage, InspectsItsOwnRewrite)
+{
+    auto r = run_transform_stage(
+        {{"0.drop.0", "properties.email"}, {"1.normalize", "title_case"}, {"2.salt", "s"},
+         {"2.hash.0", "userId"}, {"3.set.context.library.name", "segbus"}},
+        R"({"type":"track","event":"order completed","userId":"u1","messageId":"m1",)"
+        R"("integrations":{"All":false},"properties":{"email":"a@b.c","total":1}})");
+    ASSERT_EQ(SB_STAGE_REPLACE, r.verdict);
+    EXPECT_TRUE(r.inspected);
+    expect_same_meta(r);
+    EXPECT_EQ("Order Completed", r.event); // pointers into the freed buffer: compared, not read
+    EXPECT_EQ(64u, r.meta.user_id_len); // the hash, where the rewrite put it
+}
+
+TEST(TransformStage, WideMapsKeepCanonicalHeaders)
+{
+    // 20 root keys (map16 header) with one dropped, and a page whose name is absent
+    std::string ev = R"({"type":"page","anonymousId":"a","messageId":"m2")";
+    for (int i = 0; i < 20; i++)
+        ev += ",\"k" + std::to_string(i) + "\":" + std::to_string(i);
+    ev += R"(,"sentAt":"x","properties":{"email":"e"}})";
+    auto r = run_transform_stage({{"0.drop.0", "sentAt"}, {"0.drop.1", "properties.email"}}, ev);
+    ASSERT_EQ(SB_STAGE_REPLACE, r.verdict);
+    EXPECT_TRUE(r.inspected);
+    expect_same_meta(r);
+    EXPECT_EQ(nullptr, r.meta.event);
+    EXPECT_EQ(std::string::npos, r.json.find("sentAt"));
+    EXPECT_NE(std::string::npos, r.json.find(R"("k19":19,"properties":{}})")) << r.json;
+    // the smallest headers, as msgpack-c packs: the same bytes as packing its JSON again
+    EXPECT_EQ(mp(r.json), r.bytes);
+}
+
+// msgpack allows any value as a key: a map key must be skipped whole (not just its header), by
+// inspect, the plan and the rewrite alike, or they read the rest of the event misaligned. The
+// fuzz target found this (fuzz/corpus/transform/container_key.mp).
+TEST(TransformStage, ContainerKeysAreSkippedWhole)
+{
+    sb_buf b = SB_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, buf_write);
+    auto str = [&](const char *s) {
+        msgpack_pack_str(&pk, strlen(s));
+        msgpack_pack_str_body(&pk, s, strlen(s));
+    };
+    msgpack_pack_map(&pk, 6);
+    str("type"), str("track");
+    msgpack_pack_map(&pk, 2); // a key that is a map holding what looks like fields
+    str("event"), str("Fake"), str("userId"), str("fake");
+    str("x");
+    str("event"), str("order completed");
+    str("userId"), str("u1");
+    str("messageId"), str("m1");
+    str("properties");
+    msgpack_pack_map(&pk, 1);
+    str("email"), str("a@b.c");
+    std::string ev(reinterpret_cast<char *>(b.data), b.len);
+    sb_buf_free(&b);
+    sb_event_meta meta{};
+    ASSERT_EQ(0, sb_event_inspect(reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta));
+    ASSERT_EQ(15u, meta.event_len);
+    EXPECT_EQ(0, memcmp(meta.event, "order completed", 15));
+
+    kvs k({{"0.drop.0", "properties.email"}, {"1.normalize", "title_case"}});
+    sb_transform *t;
+    char err[256];
+    ASSERT_EQ(0, sb_transform_new(&k.list, &t, err, sizeof err)) << err;
+    sb_stage *st = sb_transform_stage_new(t, 0);
+    sb_buf scratch = SB_BUF_INIT;
+    sb_stage_event se{reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta, &scratch, 0,
+                      false};
+    ASSERT_EQ(SB_STAGE_REPLACE, st->process(st, &se));
+    ASSERT_TRUE(se.inspected);
+    sb_event_meta want{};
+    ASSERT_EQ(0, sb_event_inspect(scratch.data, scratch.len, &want));
+    EXPECT_EQ(want.event, meta.event);
+    EXPECT_EQ(want.user_id, meta.user_id);
+    EXPECT_EQ(0, memcmp(meta.event, "Order Completed", 15));
+    EXPECT_EQ(2u, meta.user_id_len);
+    st->destroy(st);
+    sb_buf_free(&scratch);
+
+    // the plan sees the real properties after the map key
+    sb_plan *plan;
+    ASSERT_EQ(0, sb_plan_load_json(R"({"events":[{"name":"order completed","rules":{"properties":{)"
+                                   R"("type":"object","required":["total"]}}}]})",
+                                   strlen(R"({"events":[{"name":"order completed","rules":{"properties":{)"
+                                          R"("type":"object","required":["total"]}}}]})"),
+                                   &plan, err, sizeof err))
+        << err;
+    sb_violations v = {};
+    EXPECT_EQ(1, sb_plan_check(plan, reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &v,
+                               nullptr));
+    ASSERT_EQ(1u, v.count);
+    EXPECT_STREQ("properties.total", v.items[0].path);
+    sb_violations_free(&v);
+    sb_plan_free(plan);
+}
+
+TEST(TransformStage, RulesThatCouldInvalidateLeaveInspectionToThePipeline)
+{
+    // dropping an identity field may leave an event without one: the pipeline must look
+    auto r = run_transform_stage({{"0.drop.0", "anonymousId"}},
+                                 R"({"type":"track","event":"E","userId":"u","anonymousId":"a",)"
+                                 R"("messageId":"m"})");
+    ASSERT_EQ(SB_STAGE_REPLACE, r.verdict);
+    EXPECT_FALSE(r.inspected);
+    auto u = run_transform_stage({{"0.drop.0", "properties.x"}},
+                                 R"({"type":"track","event":"E","userId":"u","messageId":"m",)"
+                                 R"("properties":{"y":1}})");
+    EXPECT_EQ(SB_STAGE_PASS, u.verdict); // nothing to drop: no rewrite reaches the pipeline
+}
+
 TEST(PlanHandling, SeedEventIsClean)
 {
     auto h = handle(seed_plan, opts(SB_PMODE_BLOCK, SB_PMODE_OMIT, SB_PMODE_BLOCK),
@@ -347,6 +517,10 @@ TEST(PlanStage, BlockedEventsGoToTheRotatedLog)
     std::string ev = mp(seed_event(R"({"order_id":7})"));
     sb_event_meta meta{};
     meta.source = 0;
+    // what verify's sb_event_inspect fills in: stages read the call and name from meta
+    meta.call = SB_CALL_TRACK;
+    meta.event = reinterpret_cast<const uint8_t *>("Order Completed");
+    meta.event_len = 15;
     sb_buf scratch = SB_BUF_INIT;
     for (int i = 0; i < 3; i++) {
         sb_stage_event se{reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta, &scratch, 0};
@@ -373,6 +547,120 @@ TEST(PlanStage, BlockedEventsGoToTheRotatedLog)
     std::remove((log + ".1").c_str());
     std::remove(log.c_str());
     rmdir(dir);
+}
+
+// A plan stage run on a verified event (meta as sb_event_inspect fills it).
+int run_plan_stage(sb_stage *st, const std::string &event_json)
+{
+    std::string ev = mp(event_json);
+    sb_event_meta meta{};
+    EXPECT_EQ(0, sb_event_inspect(reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta))
+        << event_json;
+    meta.source = 0;
+    sb_buf scratch = SB_BUF_INIT;
+    sb_stage_event se{reinterpret_cast<const uint8_t *>(ev.data()), ev.size(), &meta, &scratch, 0,
+                      false};
+    int rc = st->process(st, &se);
+    sb_buf_free(&scratch);
+    return rc;
+}
+
+struct captured {
+    std::vector<std::pair<std::string, std::string>> events; // (output, JSON)
+    int fail = 0;
+    static int emit(void *arg, const char *output, const uint8_t *ev, size_t len)
+    {
+        auto *c = static_cast<captured *>(arg);
+        if (c->fail)
+            return -ENOSPC;
+        c->events.emplace_back(output, js(ev, len));
+        return 0;
+    }
+};
+
+TEST(PlanStage, ViolationGeneratedGoesToTheChosenOutput)
+{
+    sb_plan *plan;
+    char err[256];
+    ASSERT_EQ(0, sb_plan_load_json(seed_plan, strlen(seed_plan), &plan, err, sizeof err));
+    sb_plan_opts o = opts(SB_PMODE_ALLOW, SB_PMODE_ALLOW, SB_PMODE_ALLOW);
+    o.log_path = const_cast<char *>("/dev/null");
+    o.forward_to = const_cast<char *>("violations");
+    sb_stage *st = sb_plan_stage_new(plan, &o, "web", 0, nullptr);
+    ASSERT_NE(nullptr, st);
+    captured cap;
+    sb_violation_sink sink{captured::emit, &cap};
+    sb_plan_stage_set_sink(st, &sink);
+    std::string bad = R"({"type":"track","event":"Order Completed","userId":"u","messageId":"m-7",)"
+                      R"("timestamp":"2026-11-28T10:00:00.000Z","properties":{"order_id":7}})";
+    EXPECT_EQ(SB_STAGE_PASS, run_plan_stage(st, bad)); // allowed, but reported
+    ASSERT_GE(cap.events.size(), 2u);                  // order_id's type, total missing, ...
+    for (auto &e : cap.events) {
+        EXPECT_EQ("violations", e.first);
+        EXPECT_NE(std::string::npos, e.second.find(R"({"type":"track","event":"Violation Generated","userId":"schema-violations","messageId":")"))
+            << e.second;
+    }
+    const std::string &first = cap.events[0].second;
+    EXPECT_NE(std::string::npos,
+              first.find(R"("properties":{"violationType":"Required","violationField":"properties.total",)"
+                         R"("violationDescription":"required property 'total' is missing",)"
+                         R"("eventName":"Order Completed","eventType":"track","eventMessageID":"m-7",)"
+                         R"("sourceName":"web","eventTimestamp":"2026-11-28T10:00:00.000Z"}})"))
+        << first;
+    size_t n = cap.events.size();
+    // a clean event generates nothing; a refusing sink is counted, the event still flows
+    std::string good = R"({"type":"track","event":"Order Completed","userId":"u","messageId":"m-8",)"
+                       R"("properties":{"order_id":"A","total":1,"currency":"USD","products":[]}})";
+    EXPECT_EQ(SB_STAGE_PASS, run_plan_stage(st, good));
+    EXPECT_EQ(n, cap.events.size());
+    cap.fail = 1;
+    EXPECT_EQ(SB_STAGE_PASS, run_plan_stage(st, bad));
+    uint64_t fwd, failed;
+    sb_plan_stage_forwarded(st, &fwd, &failed);
+    EXPECT_EQ(n, fwd);
+    EXPECT_EQ(n, failed);
+    st->destroy(st);
+}
+
+TEST(PlanStage, ViolationSeriesAreBoundedWithAnOverflowSeries)
+{
+    sb_plan *plan;
+    char err[256];
+    sb_metrics *m;
+    ASSERT_EQ(0, sb_metrics_new(&m));
+    ASSERT_EQ(0, sb_plan_load_json(seed_plan, strlen(seed_plan), &plan, err, sizeof err));
+    sb_plan_opts o = opts(SB_PMODE_ALLOW, SB_PMODE_ALLOW, SB_PMODE_ALLOW);
+    o.log_path = const_cast<char *>("/dev/null");
+    sb_stage *st = sb_plan_stage_new(plan, &o, "web", 0, m);
+    ASSERT_NE(nullptr, st);
+    // 1100 distinct unplanned names (as a buggy app would send), each twice
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 1100; i++)
+            EXPECT_EQ(SB_STAGE_PASS,
+                      run_plan_stage(st, R"({"type":"track","event":"Random )" + std::to_string(i) +
+                                             R"(","userId":"u","messageId":"m"})"));
+    double v = 0;
+    const char *const first[] = {"source", "web", "event", "Random 0", "type", "Unplanned event",
+                                 "field", "event", nullptr};
+    ASSERT_EQ(0, sb_metrics_get(m, "segbus_plan_violations_total", first, &v));
+    EXPECT_EQ(2, v);
+    const char *const over[] = {"source", "web", "event", "(other)", "type", "Unplanned event",
+                                "field", "(other)", nullptr};
+    ASSERT_EQ(0, sb_metrics_get(m, "segbus_plan_violations_total", over, &v));
+    EXPECT_EQ(2 * (1100 - 1024), v); // the overflow is counted, under one series
+    const char *const last[] = {"source", "web", "event", "Random 1099", "type", "Unplanned event",
+                                "field", "event", nullptr};
+    EXPECT_NE(0, sb_metrics_get(m, "segbus_plan_violations_total", last, &v));
+    sb_buf b = SB_BUF_INIT;
+    ASSERT_EQ(0, sb_metrics_render_prometheus(m, &b));
+    std::string text(reinterpret_cast<char *>(b.data), b.len);
+    size_t series = 0;
+    for (size_t at = 0; (at = text.find("\nsegbus_plan_violations_total{", at)) != std::string::npos; at++)
+        series++;
+    EXPECT_EQ(1025u, series); // 1024 named ones and the overflow
+    sb_buf_free(&b);
+    st->destroy(st);
+    sb_metrics_free(m);
 }
 
 TEST(PlanOpts, KeysAndErrors)

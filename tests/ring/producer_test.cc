@@ -234,7 +234,8 @@ TEST(Producer, HostileOrSilentDaemon)
         pid_t pid = fake_daemon(path, mode);
         segbus_producer_options_t o;
         segbus_producer_options_init(&o);
-        o.connect_timeout_ms = 100;
+        // Only the silent daemon must time out; the others answer, however loaded the machine.
+        o.connect_timeout_ms = mode == 0 ? 100 : 10000;
         segbus_producer_t *p = nullptr;
         EXPECT_EQ(want[mode], segbus_producer_open(&p, path.c_str(), &o)) << "mode " << mode;
         EXPECT_EQ(nullptr, p);

@@ -280,6 +280,12 @@ TEST(SpoolFault, FullFileSystemIsReportedSurvivedAndRecovered)
     expect_seqs(read_all(sp, 0), 1, last2, 1500);
     // Acknowledging frees space for new segments.
     ASSERT_EQ(0, sb_spool_ack(sp, 0, last2));
+    // Segments are freed once the cursor is on disk.
+    ASSERT_TRUE(run_until([&] {
+        sb_spool_output_stats os;
+        sb_spool_get_output_stats(sp, 0, &os);
+        return os.persisted_seq == last2;
+    }));
     uint64_t last3 = last2;
     fill(&last3);
     EXPECT_GT(last3, last2 + 100);

@@ -181,8 +181,11 @@ TEST_F(SpoolTest, CursorsAreIndependentAndSegmentsRecycledAfterBoth)
     // Both past everything: segments go back for reuse, and new appends reuse them.
     ASSERT_EQ(0, sb_spool_ack(sp, 0, last2));
     ASSERT_EQ(0, sb_spool_ack(sp, 1, last2));
-    sb_spool_get_stats(sp, &st);
-    EXPECT_LE(st.segments, 1u);
+    // Freed once both cursors are on disk (a crash before that must find the records).
+    EXPECT_TRUE(run_until([&] {
+        sb_spool_get_stats(sp, &st);
+        return st.segments <= 1u;
+    }));
     EXPECT_LE(st.free_segments, 2u);
     EXPECT_LE(seg_files(dir).size(), 3u);
     uint64_t last3 = append_n(sp, 60, 2000);
@@ -229,7 +232,8 @@ TEST_F(SpoolTest, BlockPolicyRefusesAtTheBoundLosesNothing)
     // b acks: room again.
     expect_seqs(read_all(sp, 1), 1, last, 2000);
     ASSERT_EQ(0, sb_spool_ack(sp, 1, last - 10));
-    EXPECT_EQ(0, sb_spool_append(sp, p.data(), p.size(), &seq));
+    // Room once b's cursor is on disk: only then are its segments freed.
+    EXPECT_TRUE(run_until([&] { return sb_spool_append(sp, p.data(), p.size(), &seq) == 0; }));
     EXPECT_EQ(last + 1, seq);
     ASSERT_TRUE(run_until([&] { return dur.upto == last + 1; }));
     ASSERT_EQ(0, sb_spool_close(sp));
@@ -482,3 +486,35 @@ TEST_F(SpoolTest, CommitDelayGathersAppendsAcrossLoopTurns)
 }
 
 } // namespace
+
+// An output's own position rides with its cursor; after a restart it is what the cursor on disk
+// said, and only while every record after that cursor is still there.
+TEST_F(SpoolTest, AckAtSavesThePositionWithTheCursorAndResumeGivesItBack)
+{
+    sb_spool *sp = open({"file", "other"});
+    uint64_t last = append_n(sp, 10);
+    ASSERT_TRUE(run_until([&] { return dur.upto == last; }));
+    uint64_t acked, pos, id;
+    EXPECT_EQ(0, sb_spool_output_resume(sp, 0, &acked, &pos, &id)) << "no position yet";
+    ASSERT_EQ(0, sb_spool_ack_at(sp, 0, 4, 4000, 77));
+    ASSERT_EQ(0, sb_spool_ack_at(sp, 0, 4, 4100, 77)) << "same seq, new position";
+    ASSERT_EQ(0, sb_spool_ack(sp, 0, 6)) << "a plain ack keeps the position";
+    ASSERT_EQ(-EINVAL, sb_spool_ack_at(sp, 0, last + 1, 1, 1));
+    ASSERT_EQ(0, sb_spool_close(sp));
+    sp = open({"file", "other"});
+    ASSERT_EQ(1, sb_spool_output_resume(sp, 0, &acked, &pos, &id));
+    EXPECT_EQ(6u, acked);
+    EXPECT_EQ(4100u, pos);
+    EXPECT_EQ(77u, id);
+    EXPECT_EQ(0, sb_spool_output_resume(sp, 1, &acked, &pos, &id)) << "other never used ack_at";
+    expect_seqs(read_all(sp, 0), 7, last);
+    // The newest record is what a restarted daemon reads first.
+    std::vector<Rec> v;
+    EXPECT_EQ(1, sb_spool_visit(sp, sb_spool_durable_seq(sp), collect_fn, &v));
+    ASSERT_EQ(1u, v.size());
+    EXPECT_EQ(last, v[0].seq);
+    EXPECT_EQ(payload(last), v[0].data);
+    v.clear();
+    EXPECT_EQ((int)last, sb_spool_visit(sp, 1, collect_fn, &v));
+    ASSERT_EQ(0, sb_spool_close(sp));
+}

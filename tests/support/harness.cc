@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <vector>
 
@@ -80,19 +81,30 @@ std::string str_of(const msgpack_object &o)
 
 } // namespace
 
+// Below the kernel's ephemeral range: a client reconnecting to a port in that range while its
+// server is down can be given that very port as its own local port (TCP self-connect), and the
+// restarted server then cannot bind it. Random within the range below, checked by binding.
 uint16_t free_port()
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a = loopback(0);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (sockaddr *)&a, &len) != 0) {
+    unsigned lo = 32768;
+    if (FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+        if (fscanf(f, "%u", &lo) != 1)
+            lo = 32768;
+        fclose(f);
+    }
+    unsigned base = lo > 12000 ? 10000 : 1024, span = (lo > base + 1000 ? lo : 32768) - base;
+    static std::mt19937 rng(std::random_device{}() ^ (unsigned)getpid());
+    for (int tries = 0; tries < 200; tries++) {
+        uint16_t port = (uint16_t)(base + rng() % span);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a = loopback(port);
+        bool ok = fd >= 0 && bind(fd, (sockaddr *)&a, sizeof a) == 0;
         if (fd >= 0)
             close(fd);
-        return 0;
+        if (ok)
+            return port;
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    return 0;
 }
 
 TempDir::TempDir(const char *prefix)
@@ -143,6 +155,31 @@ bool wait_socket(const std::string &path, int ms)
 {
     struct stat st;
     return wait_for([&] { return stat(path.c_str(), &st) == 0; }, ms);
+}
+
+int producer_open(segbus_producer_t **h, const std::string &sock,
+                  const segbus_producer_options_t *o, int ms)
+{
+    int rc = -1;
+    wait_for([&] { return (rc = segbus_producer_open(h, sock.c_str(), o)) != -SEGBUS_ENODAEMON; },
+             ms);
+    return rc;
+}
+
+double metric_value(const std::string &text, const std::string &name, const std::string &labels)
+{
+    double sum = -1;
+    size_t p = 0;
+    while ((p = text.find("\n" + name, p)) != std::string::npos) {
+        p += 1 + name.size();
+        size_t eol = text.find('\n', p);
+        std::string line = text.substr(p, eol == std::string::npos ? std::string::npos : eol - p);
+        if (line.empty() || (line[0] != ' ' && line[0] != '{') ||
+            line.find(labels) == std::string::npos)
+            continue;
+        sum = (sum < 0 ? 0 : sum) + atof(line.c_str() + line.rfind(' ') + 1);
+    }
+    return sum;
 }
 
 Reply http_request(uint16_t port, const std::string &method, const std::string &path,
@@ -445,6 +482,8 @@ void HttpReceiver::route(void *arg, sb_http_exchange *ex, const sb_http_message 
 bool HttpReceiver::start(Handler handler)
 {
     stop();
+    if (port == 0)
+        port = free_port(); // not an ephemeral one: it must survive restarts (see free_port)
     handler_ = std::move(handler);
     stop_ = false;
     state_ = 0;

@@ -15,13 +15,15 @@
 #include <thread>
 #include <vector>
 
+#include "segbus/segbus.h"
+
 struct sb_http_exchange;
 struct sb_http_message;
 
 namespace sbt
 {
 
-// An unused TCP port on 127.0.0.1 (bound, read back, released).
+// An unused TCP port on 127.0.0.1, below the kernel's ephemeral range (see harness.cc).
 uint16_t free_port();
 
 // A fresh directory under /tmp, removed with its contents at destruction unless the
@@ -45,6 +47,10 @@ void write_file(const std::string &path, const std::string &text);
 bool wait_for(const std::function<bool()> &cond, int ms);
 // The file (a UNIX socket) exists within ms milliseconds.
 bool wait_socket(const std::string &path, int ms = 5000);
+// segbus_producer_open, retried for up to ms milliseconds while no daemon listens yet (the
+// socket file appears at bind, a moment before listen). 0 or the last error.
+int producer_open(segbus_producer_t **h, const std::string &sock,
+                  const segbus_producer_options_t *o = nullptr, int ms = 5000);
 
 struct Reply {
     int status = 0; // 0: no answer (connection refused, timeout, cut short)
@@ -60,6 +66,10 @@ struct Reply {
 Reply http_request(uint16_t port, const std::string &method, const std::string &path,
                    const std::string &headers = "", const std::string &body = "",
                    int timeout_s = 10);
+// A metric in Prometheus text: the sum of its samples whose label text contains `labels`
+// (e.g. "reason=\"full_error\""; "" takes all), -1 when there is none.
+double metric_value(const std::string &text, const std::string &name,
+                    const std::string &labels = "");
 // GET with Connection: close; the raw response (status line, headers and body), "" if refused.
 std::string http_get(uint16_t port, const std::string &path);
 
