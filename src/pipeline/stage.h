@@ -19,8 +19,9 @@
  * ev->data after it returns (the bytes are reused), and must never crash on any bytes (the
  * first stage, verify, has already checked the event's shape, but not every field's type).
  * After a REPLACE the pipeline re-inspects the new bytes (sb_event_inspect) so that later stages
- * see consistent metadata (unless the stage says it did that itself: ev->inspected); a replacement that is not a valid event is dropped and counted
- * against the stage that made it (reason "replaced_invalid").
+ * see consistent metadata (unless the stage says it did that itself: ev->inspected); a replacement
+ * that is not a valid event is dropped and counted against the stage that made it (reason
+ * "replaced_invalid").
  */
 #ifndef SEGBUS_PIPELINE_STAGE_H
 #define SEGBUS_PIPELINE_STAGE_H
@@ -69,6 +70,10 @@ struct sb_event_meta {
     uint32_t user_id_len;
     const uint8_t *integrations; /* msgpack of the integrations map, or NULL */
     uint32_t integrations_len;
+    /* A top-level writeKey entry (a client's configured key): its key-and-value byte range,
+     * write_key_end 0 when there is none. The verify stage removes it: keys never reach a
+     * destination. */
+    uint32_t write_key_at, write_key_end;
 };
 
 /* Return values of process(). Negative values are -errno: an internal failure (e.g. -ENOMEM),

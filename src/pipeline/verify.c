@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "config/config.h"
 #include "mp/mp_reader.h"
 
@@ -37,6 +38,7 @@ enum key {
     K_CONTEXT,
     K_INTEGRATIONS,
     K_TIMESTAMP,
+    K_WRITE_KEY,
     K_COUNT
 };
 
@@ -53,6 +55,8 @@ static int key_index(const uint8_t *s, uint32_t len)
         return !memcmp(s, "userId", 6) ? K_USER_ID : !memcmp(s, "traits", 6) ? K_TRAITS : -1;
     case 7:
         return !memcmp(s, "groupId", 7) ? K_GROUP_ID : !memcmp(s, "context", 7) ? K_CONTEXT : -1;
+    case 8:
+        return !memcmp(s, "writeKey", 8) ? K_WRITE_KEY : -1;
     case 9:
         return !memcmp(s, "messageId", 9)   ? K_MESSAGE_ID
                : !memcmp(s, "timestamp", 9) ? K_TIMESTAMP
@@ -86,6 +90,7 @@ int sb_event_inspect(const uint8_t *data, size_t len, struct sb_event_meta *meta
 
     meta->message_id = meta->event = meta->user_id = meta->integrations = NULL;
     meta->message_id_len = meta->event_len = meta->user_id_len = meta->integrations_len = 0;
+    meta->write_key_at = meta->write_key_end = 0;
     if (len > SB_SEGMENT_MAX_EVENT_BYTES)
         return BAD(SB_VERIFY_TOO_LARGE);
     /* One pass: the top map's entries are read and every value is skipped with a well-formedness
@@ -101,7 +106,7 @@ int sb_event_inspect(const uint8_t *data, size_t len, struct sb_event_meta *meta
     for (uint32_t i = 0; i < top.v.count; i++) {
         /* where the key, then the value, starts (a pointer, not a copy of the reader: copying
          * the struct right after sb_mp_next stored into it stalled on store forwarding) */
-        const uint8_t *at = r.p;
+        const uint8_t *at = r.p, *entry = r.p;
         int k;
 
         if (sb_mp_next(&r, &key) != 0)
@@ -125,6 +130,10 @@ int sb_event_inspect(const uint8_t *data, size_t len, struct sb_event_meta *meta
         k = key_index(key.v.str.ptr, key.v.str.len);
         if (k < 0)
             continue;
+        if (k == K_WRITE_KEY) {
+            meta->write_key_at = (uint32_t)(entry - data);
+            meta->write_key_end = (uint32_t)(r.p - data);
+        }
         if (seen & (1u << k)) {
             dup = 1; /* which of two userIds would a destination see? (after the walk) */
             continue;
@@ -244,6 +253,41 @@ int sb_event_guess_message_id(const uint8_t *data, size_t len, const uint8_t **i
     return 1;
 }
 
+/* The event without its writeKey entry, into ev->scratch: the top map's header keeps its form
+ * (fixmap, map16, map32) with one entry less. */
+static int drop_write_key(struct sb_stage_event *ev)
+{
+    const uint8_t *d = ev->data;
+    const struct sb_event_meta *m = ev->meta;
+    uint8_t head[5];
+    size_t hl;
+
+    if (d[0] >= 0x81 && d[0] <= 0x8f) {
+        head[0] = d[0] - 1;
+        hl = 1;
+    } else if (d[0] == 0xde) {
+        uint32_t n = ((uint32_t)d[1] << 8 | d[2]) - 1;
+        head[0] = 0xde;
+        head[1] = (uint8_t)(n >> 8);
+        head[2] = (uint8_t)n;
+        hl = 3;
+    } else if (d[0] == 0xdf) {
+        uint32_t n = ((uint32_t)d[1] << 24 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 8 | d[4]) - 1;
+        head[0] = 0xdf;
+        for (int i = 0; i < 4; i++)
+            head[1 + i] = (uint8_t)(n >> (24 - 8 * i));
+        hl = 5;
+    } else {
+        return -EPROTO; /* inspect accepted a map: cannot happen */
+    }
+    sb_buf_clear(ev->scratch);
+    if (sb_buf_append(ev->scratch, head, hl) ||
+        sb_buf_append(ev->scratch, d + hl, m->write_key_at - hl) ||
+        sb_buf_append(ev->scratch, d + m->write_key_end, ev->len - m->write_key_end))
+        return -ENOMEM;
+    return SB_STAGE_REPLACE; /* re-inspected by the pipeline: rare, only clients that set a key */
+}
+
 static int verify_process(struct sb_stage *stage, struct sb_stage_event *ev)
 {
     if (ev->meta->verified)
@@ -251,7 +295,7 @@ static int verify_process(struct sb_stage *stage, struct sb_stage_event *ev)
     int rc = sb_event_inspect(ev->data, ev->len, ev->meta);
 
     if (rc == 0)
-        return SB_STAGE_PASS;
+        return ev->meta->write_key_end ? drop_write_key(ev) : SB_STAGE_PASS;
     ev->reason = (unsigned)(-1 - rc);
     return SB_STAGE_DROP;
 }

@@ -271,6 +271,38 @@ TEST(Pipeline, PassDropReplaceAndCounters)
     sb_pipeline_free(p);
 }
 
+// A client's writeKey (in the event since the C, Python and Ruby clients take one) never reaches
+// a destination: verify takes the entry out, in any position and with any map header form.
+TEST(Verify, WriteKeyIsRemoved)
+{
+    sb_pipeline *p;
+    ASSERT_EQ(sb_pipeline_new(&p), 0);
+    ASSERT_EQ(sb_pipeline_add(p, sb_verify_stage_new()), 0);
+    Fields base = {{"type", Val::str("track")},
+                   {"userId", Val::str("u")},
+                   {"event", Val::str("E")},
+                   {"messageId", Val::str("m-wk")}};
+    for (size_t pos = 0; pos <= base.size(); pos++)
+        for (int extra : {0, 20}) { // 20 more fields: a map16 header instead of a fixmap
+            Fields with = base, without = base;
+            for (int i = 0; i < extra; i++) {
+                with.push_back({"k" + std::to_string(i), Val::num(i)});
+                without.push_back({"k" + std::to_string(i), Val::num(i)});
+            }
+            with.insert(with.begin() + (long)pos, {"writeKey", Val::str("wk_secret")});
+            std::string in = pack(with), want = pack(without);
+            sb_event_meta m{};
+            const uint8_t *out;
+            size_t out_len;
+            ASSERT_EQ(sb_pipeline_run(p, (const uint8_t *)in.data(), in.size(), &m, &out, &out_len),
+                      SB_STAGE_PASS);
+            EXPECT_EQ(std::string((const char *)out, out_len), want) << "position " << pos;
+            EXPECT_EQ(std::string((const char *)m.message_id, m.message_id_len), "m-wk");
+            EXPECT_EQ(m.write_key_end, 0u);
+        }
+    sb_pipeline_free(p);
+}
+
 // verify walks the event once (no separate well-formedness pass): malformed bytes anywhere still
 // win over every other reason, nesting is bounded at 64 containers in all, and a container used
 // as a key is skipped whole.
