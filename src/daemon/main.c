@@ -10,6 +10,8 @@
 #include "daemon/daemon.h"
 #include "kafka_input/kafka_input.h"
 #include "outputs/output.h"
+#include "pipeline/stage.h"
+#include "protocols/protocols.h"
 #include "segbus/segbus.h"
 
 #define EXIT_USAGE 2
@@ -32,6 +34,26 @@ static void usage(FILE *f)
             "\n"
             "Signals: SIGTERM or SIGINT drain, flush, deliver within shutdown_timeout, exit.\n"
             "Exit status: 0 clean, 1 shutdown left work in the spool, 2 usage, 78 bad config.\n");
+}
+
+/* --check-config compiles what start-up compiles from other files and lists: each source's
+ * plan, violation handling and transforms (into a pipeline that is thrown away). */
+static int no_sink(void *arg, const char *output, const uint8_t *ev, size_t len)
+{
+    return 0;
+}
+
+static int check_protocols(const struct sb_config *cfg, char *err, size_t errlen)
+{
+    static const struct sb_violation_sink sink = {no_sink, NULL};
+    struct sb_pipeline *p;
+    int rc = sb_pipeline_new(&p);
+
+    if (rc == 0) {
+        rc = sb_protocols_add_stages_sink(p, cfg, NULL, &sink, err, errlen);
+        sb_pipeline_free(p);
+    }
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -93,6 +115,11 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     if (sb_kafka_input_check(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "segbusd: %s: %s\n", path, err);
+        sb_config_free(&cfg);
+        return EXIT_CONFIG;
+    }
+    if (check && (rc = check_protocols(&cfg, err, sizeof err)) != 0) {
         fprintf(stderr, "segbusd: %s: %s\n", path, err);
         sb_config_free(&cfg);
         return EXIT_CONFIG;
