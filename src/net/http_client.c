@@ -212,6 +212,8 @@ static void on_read(struct sb_stream *s)
     if (!k->req) {
         if (sb_stream_avail(s) > 0)
             sb_stream_close(s, -EPROTO); /* bytes nobody asked for */
+        else if (s->eof && !s->closing)
+            sb_stream_close(s, 0); /* the server closed it while idle: never reuse it */
         return;
     }
     while (k->req && sb_stream_avail(s) > 0) {

@@ -487,6 +487,52 @@ TEST(HttpClient, KeptAliveConnectionClosedBeforeAnsweringIsRetriedOnce)
     EXPECT_EQ(2, conns.load());
 }
 
+TEST(HttpClient, IdleConnectionTheServerClosedIsNotReused)
+{
+    // A raw server that answers one request (keep-alive) and then closes the idle connection,
+    // as a destination that restarts: the client must notice the close while idle and send the
+    // next request on a new connection, not wait out its response timeout on the dead one.
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(0, bind(lfd, reinterpret_cast<sockaddr *>(&a), sizeof(a)));
+    ASSERT_EQ(0, listen(lfd, 4));
+    socklen_t l = sizeof(a);
+    getsockname(lfd, reinterpret_cast<sockaddr *>(&a), &l);
+    timeval tv{5, 0}; // accept gives up: the test fails instead of hanging
+    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::thread srv([&] {
+        char buf[4096];
+        for (const char *answer : {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst",
+                                   "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"}) {
+            int c = accept(lfd, nullptr, nullptr);
+            if (c < 0)
+                return;
+            (void)!recv(c, buf, sizeof(buf), 0);
+            send_all(c, answer);
+            close(c); // idle: the client has nothing more in flight on it
+        }
+    });
+    {
+        sb_http_client_options o{};
+        o.response_timeout_ns = 3000000000ull;
+        Client c(url(ntohs(a.sin_port)), o);
+        Result r1 = c.run("POST", "/v1/batch", "1");
+        EXPECT_EQ(0, r1.err) << r1.why;
+        for (int i = 0; i < 20; i++) // idle: the server's close arrives
+            sb_loop_run_once(c.loop, 10000000);
+        uint64_t t0 = sb_now_ns();
+        Result r2 = c.run("POST", "/v1/batch", "2");
+        EXPECT_EQ(0, r2.err) << r2.why;
+        EXPECT_EQ("second", r2.body);
+        EXPECT_LT(sb_now_ns() - t0, 1000000000ull) << "waited on the closed connection";
+        EXPECT_EQ(2u, c.stats().connects);
+    }
+    srv.join();
+    close(lfd);
+}
+
 // ---- TLS ----
 
 TestCA &ca()
