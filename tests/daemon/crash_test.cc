@@ -134,6 +134,30 @@ struct Hub {
 // reads again is not batched twice), the file output cuts back what it wrote after its last
 // ack on disk, and the hub drops by messageId what the sidecar sent but could not record as
 // acknowledged before it died.
+// The sidecar both tests run: a small ring and spool, metrics off; the outputs follow.
+std::string sidecar_config(const std::string &dir, const std::string &sock)
+{
+    return "log_level: info\nshutdown_timeout: 10s\nsocket: {path: " + sock +
+           "}\nring: {capacity: 256KiB}\nbatch: {max_events: 100, flush_interval: 20ms}\n"
+           "spool: {dir: " +
+           dir +
+           "/spool, segment_bytes: 1MiB, max_bytes: 32MiB}\nmetrics: {listen: \"\"}\noutputs:\n";
+}
+
+// n producer processes (producer_main) writing `per` events each; their pids into kids.
+bool start_producers(const std::string &sock, int n, int per, std::vector<pid_t> &kids)
+{
+    for (int k = 0; k < n; k++) {
+        pid_t p = fork();
+        if (p == 0)
+            producer_main(sock, k, per);
+        if (p < 0)
+            return false;
+        kids.push_back(p);
+    }
+    return true;
+}
+
 TEST(DaemonCrash, Sigkill20TimesUnderLoadEveryEventExactlyOnce)
 {
     const int kills = getenv("SEGBUS_CRASH_KILLS") ? atoi(getenv("SEGBUS_CRASH_KILLS")) : 20;
@@ -145,14 +169,8 @@ TEST(DaemonCrash, Sigkill20TimesUnderLoadEveryEventExactlyOnce)
                 log = dir + "/segbusd.log", cfg = dir + "/segbusd.yaml";
     {
         std::ofstream f(cfg);
-        f << "log_level: info\nshutdown_timeout: 10s\n"
-          << "socket: {path: " << sock << "}\n"
-          << "ring: {capacity: 256KiB}\n"
-          << "batch: {max_events: 100, flush_interval: 20ms}\n"
-          << "spool: {dir: " << dir << "/spool, segment_bytes: 1MiB, max_bytes: 32MiB}\n"
-          << "metrics: {listen: \"\"}\n"
-          << "outputs:\n"
-          << "  - {type: file, name: file, settings: {path: " << out << "}}\n"
+        f << sidecar_config(dir, sock) << "  - {type: file, name: file, settings: {path: " << out
+          << "}}\n"
           << "  - {type: hub, name: hub, settings: {url: http://127.0.0.1:" << hub.port
           << "/v1/batch, write_key: wk_crash, timeout: 5s}}\n";
     }
@@ -160,13 +178,7 @@ TEST(DaemonCrash, Sigkill20TimesUnderLoadEveryEventExactlyOnce)
     ASSERT_TRUE(restart(d, cfg, sock, log)) << slurp(log);
 
     std::vector<pid_t> kids;
-    for (int k = 0; k < producers; k++) {
-        pid_t p = fork();
-        if (p == 0)
-            producer_main(sock, k, per);
-        ASSERT_GT(p, 0);
-        kids.push_back(p);
-    }
+    ASSERT_TRUE(start_producers(sock, producers, per, kids));
     std::mt19937 rng(12345);
     auto t0 = Clock::now();
     for (int i = 0; i < kills; i++) {
@@ -265,13 +277,7 @@ TEST(DaemonFault, ReceiverDownNothingLostCatchesUp)
     rx.http.port = free_port();
     {
         std::ofstream f(cfg);
-        f << "log_level: info\nshutdown_timeout: 10s\n"
-          << "socket: {path: " << sock << "}\n"
-          << "ring: {capacity: 256KiB}\n"
-          << "batch: {max_events: 100, flush_interval: 20ms}\n"
-          << "spool: {dir: " << dir << "/spool, segment_bytes: 1MiB, max_bytes: 32MiB}\n"
-          << "metrics: {listen: \"\"}\n"
-          << "outputs:\n"
+        f << sidecar_config(dir, sock)
           << "  - {type: hub, name: hub, settings: {url: http://127.0.0.1:" << rx.http.port
           << "/v1/batch, timeout: 5s}}\n";
     }
@@ -279,13 +285,7 @@ TEST(DaemonFault, ReceiverDownNothingLostCatchesUp)
     ASSERT_TRUE(restart(d, cfg, sock, log)) << slurp(log);
     std::vector<pid_t> kids;
     auto t0 = Clock::now();
-    for (int k = 0; k < producers; k++) {
-        pid_t p = fork();
-        if (p == 0)
-            producer_main(sock, k, per);
-        ASSERT_GT(p, 0);
-        kids.push_back(p);
-    }
+    ASSERT_TRUE(start_producers(sock, producers, per, kids));
     int failed = 0;
     for (pid_t p : kids) {
         int st = 0;
